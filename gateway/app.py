@@ -1,0 +1,136 @@
+"""The app factory: `create_app(settings)` builds everything the gateway owns.
+
+Owned resources are `cleanup_ctx` generators, started in order and stopped in reverse:
+database (embedded server or DATABASE_URL, pool, migrations) -> configuration import ->
+engine (rebuilt from Postgres) -> write-behind writer (spool replayed first). Background tasks
+are tracked in a set and cancelled, after a bounded drain, at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import log
+from gateway.store import migrate
+from gateway.store.db import create_pool
+from gateway.store.embedded import EmbeddedPostgres
+from gateway.store.loader import build_engine
+from gateway.store.spool import Spool
+from gateway.store.writer import Writer
+from gateway.web import admin, ops, swap
+from gateway.web.keys import METRICS, SETTINGS, STATE, State
+from gateway.web.metrics import Metrics
+from gateway.web.middleware import observe
+from gateway.web.openapi import openapi_routes
+from gateway.web.ratelimit import RateLimiter
+from gateway.settings import Settings
+
+CONFIG_PATH = web.AppKey("config_path", object)
+WRITER_DRAIN_S = 5.0  # at shutdown the writer gets this long to empty its queue into Postgres
+
+_log = log.get("gateway.app")
+
+
+def track(state: State, coro: Any) -> asyncio.Task[Any]:
+    task = asyncio.get_running_loop().create_task(coro)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+    return task
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings, state = app[SETTINGS], app[STATE]
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "pg")
+        url = await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        _log.info("embedded_postgres_started", data_dir=str(embedded.data_dir))
+    state.pool = await create_pool(url)
+    async with state.pool.acquire() as conn:
+        applied = await migrate.apply(conn)
+    if applied:
+        _log.info("migrations_applied", names=applied)
+    yield
+    await state.pool.close()
+    state.pool = None
+    if embedded is not None:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+        _log.info("embedded_postgres_stopped")
+
+
+async def _config_file(app: web.Application) -> AsyncIterator[None]:
+    path = app[CONFIG_PATH]
+    if path is not None:
+        from gateway.configfile import import_file
+
+        await import_file(app[STATE].pool, Path(str(path)))
+    yield
+
+
+async def _engine(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    assert state.pool is not None
+    state.engine = await build_engine(state.pool)
+    yield
+
+
+async def _writer(app: web.Application) -> AsyncIterator[None]:
+    settings, state = app[SETTINGS], app[STATE]
+    spool = Spool(settings.spool_dir)
+    spool.open()
+    state.writer = Writer(state.pool, spool, settings.flush_interval_s)
+    replayed = await state.writer.flush()  # what a previous run left on disk goes in first
+    if replayed:
+        _log.info("spool_replayed", records=replayed)
+    task = track(state, state.writer.run())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    drained = await state.writer.drain(WRITER_DRAIN_S)
+    if not drained:
+        state.writer.spill_remaining()
+        _log.warning("writer_not_drained", pending=state.writer.depth)
+    state.writer.spool.close()
+
+
+async def _stop_tasks(app: web.Application) -> None:
+    tasks = list(app[STATE].tasks)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _live(state: State) -> dict[str, Any]:
+    engine, writer = state.engine, state.writer
+    return {
+        "pools": engine.pool_stats() if engine is not None else [],
+        "engine_sessions": engine.sessions_count() if engine is not None else 0,
+        "writer_queue_depth": writer.depth if writer else 0,
+        "writer_last_flush_seconds": writer.last_flush_s if writer else 0,
+        "writer_spool_errors": writer.spool_errors if writer else 0,
+        "writer_healthy": int(writer.healthy) if writer else 0,
+    }
+
+
+def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Application:
+    app = web.Application(middlewares=[observe], client_max_size=settings.max_body_bytes)
+    state = State()
+    state.admin_key = settings.admin_key or secrets.token_urlsafe(24)
+    app[SETTINGS] = settings
+    app[STATE] = state
+    app[CONFIG_PATH] = config_path
+    app[METRICS] = Metrics(lambda: _live(state))
+    app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
+    app.cleanup_ctx.extend([_database, _config_file, _engine, _writer])
+    app.on_shutdown.append(_stop_tasks)
+    for module in (ops, swap, admin):
+        app.router.add_routes(module.routes())
+    app.router.add_routes(openapi_routes())
+    return app

@@ -1,0 +1,145 @@
+"""The `dni-gateway` command: serve, migrate, and the tools later issues add.
+
+`serve --demo` is the first README command: embedded PostgreSQL, the demo site, and a printed
+admin key when none is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from gateway import log
+from gateway.settings import Settings, SettingsError, from_env
+
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dni-gateway", description="Call-tracking edge gateway.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", help="listen address (overrides DNI_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (overrides DNI_PORT)")
+    serve.add_argument("--config", type=Path, help="site config (TOML) imported at start")
+    serve.add_argument("--demo", action="store_true", help="load the demo site and print hints")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    check = sub.add_parser("check-config", help="validate a site config file and exit")
+    check.add_argument("path", type=Path)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = from_env()
+    changes: dict[str, object] = {}
+    if getattr(args, "host", None):
+        changes["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        changes["port"] = args.port
+    return settings.with_overrides(**changes) if changes else settings
+
+
+def _banner(settings: Settings, admin_key: str, generated: bool) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        f"dni-gateway listening on {base}",
+        f"  health:   {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics",
+        f"  API doc:  {base}/v1/openapi.json",
+        f"  try:      curl -s -X POST {base}/v1/swap -d "
+        "'{\"site\":\"demo\",\"url\":\"https://demo.test/?gclid=abc\",\"referrer\":null}'",
+    ]
+    if generated:
+        lines.append(f"  admin key (generated for this run; set DNI_ADMIN_KEY to fix it): {admin_key}")
+        lines.append(f"  e.g.:     curl -s -H 'Authorization: Bearer {admin_key}' {base}/v1/sites")
+    print("\n".join(lines), flush=True)  # noqa: T201 - the operator's own terminal
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.web.keys import STATE
+
+    settings = _settings(args)
+    log.configure(settings.log_format, settings.log_level)
+    config = DEMO_CONFIG if args.demo and args.config is None else args.config
+    if config is not None:
+        from gateway.configfile import read
+
+        read(config)  # fail fast, before the database starts, naming the bad entry
+    app = create_app(settings, config_path=config)
+
+    async def announce(app: web.Application) -> None:
+        _banner(settings, app[STATE].admin_key, settings.admin_key is None)
+
+    app.on_startup.append(announce)
+    _install_uvloop()
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=settings.shutdown_grace_s, access_log=None,
+                handle_signals=True)
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from gateway.store import migrate as migrations
+    from gateway.store.db import create_pool
+    from gateway.store.embedded import EmbeddedPostgres
+
+    settings = _settings(args)
+    log.configure(settings.log_format, settings.log_level)
+
+    async def run() -> list[str]:
+        embedded = None
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "pg")
+            url = embedded.start()
+        pool = await create_pool(url)
+        try:
+            async with pool.acquire() as conn:
+                return await migrations.apply(conn)
+        finally:
+            await pool.close()
+            if embedded is not None:
+                embedded.stop()
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'up to date'}")  # noqa: T201
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    from gateway.configfile import read
+
+    config = read(args.path)
+    print(f"{args.path}: ok, {len(config['sites'])} site(s)")  # noqa: T201
+    return 0
+
+
+COMMANDS = {"serve": serve, "migrate": migrate, "check-config": check_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SettingsError as exc:
+        print(f"dni-gateway: invalid setting {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except Exception as exc:
+        from gateway.configfile import ConfigFileError
+
+        if isinstance(exc, ConfigFileError):
+            print(f"dni-gateway: {exc}", file=sys.stderr)  # noqa: T201
+            return 2
+        raise

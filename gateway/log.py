@@ -1,0 +1,55 @@
+"""Structured logging: JSON lines in production, readable console output in development.
+
+Event names are stable snake_case verbs (`call_attributed`, `swap_served`); context such as
+request, call, session and site ids is bound with contextvars. A redaction processor drops the
+values of keys that could carry secrets, so a careless `log.info(..., token=x)` cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED_KEYS = frozenset(
+    {"authorization", "admin_key", "api_key", "auth_token", "password", "secret", "signature",
+     "token", "cookie", "x-twilio-signature", "x-signalwire-signature"}
+)
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key.lower() in REDACTED_KEYS:
+            event[key] = "[redacted]"
+    return event
+
+
+def configure(fmt: str = "console", level: str = "info") -> None:
+    """Configure structlog once for the process (idempotent)."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,88 @@
+"""Rebuild the engine from Postgres at start: configuration, recent sessions, recent calls.
+
+Only what can still matter is loaded: sessions active within the longest match window or
+stickiness window of any source, and calls within the same horizon (caller history and
+idempotent retries). Rows stream through a cursor in chunks so a million sessions never sit
+in memory twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from gateway import log
+from gateway.engine import Engine
+from gateway.engine.records import CallState, SessionState
+from gateway.store.config_repo import load_config
+
+HORIZON_DEFAULT_S = 30 * 86400.0  # the default match window and stickiness window: 30 days
+CHUNK = 50_000  # rows fetched per round trip while streaming
+
+SESSIONS_SQL = """
+SELECT id, visitor, site, source, number, extract(epoch FROM started_at)::float8,
+       extract(epoch FROM last_activity)::float8, mobile, shared, pageviews,
+       extract(epoch FROM last_click_to_call)::float8, extract(epoch FROM hidden_at)::float8
+FROM sessions WHERE last_activity >= to_timestamp($1) ORDER BY started_at, id
+"""
+
+CALLS_SQL = """
+SELECT id, site, to_number, caller, extract(epoch FROM at)::float8, source, session, visitor
+FROM calls WHERE at >= to_timestamp($1) ORDER BY at, id
+"""
+
+_log = log.get("gateway.store.loader")
+
+
+def horizon(config: dict[str, Any]) -> float:
+    longest = HORIZON_DEFAULT_S
+    for site in config.get("sites", []):
+        longest = max(longest, float(site.get("stickiness_days", 30)) * 86400.0)
+        for source in site.get("sources", []):
+            longest = max(longest, float(source.get("match_window", HORIZON_DEFAULT_S)))
+    return longest
+
+
+async def _stream(conn: asyncpg.Connection, sql: str, since: float) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    async with conn.transaction():
+        cursor = await conn.cursor(sql, since, prefetch=CHUNK)
+        async for row in cursor:
+            rows.append(tuple(row))
+    return rows
+
+
+def _session_states(rows: list[tuple[Any, ...]]) -> Iterator[SessionState]:
+    for r in rows:
+        yield SessionState(*r)
+
+
+def _call_states(rows: list[tuple[Any, ...]]) -> Iterator[CallState]:
+    for r in rows:
+        yield CallState(*r)
+
+
+async def build_engine(pool: asyncpg.Pool, now: float | None = None) -> Engine:
+    """A new engine from the stored configuration with recent sessions and calls restored."""
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    async with pool.acquire() as conn:
+        config = await load_config(conn)
+        engine = Engine.from_config(config)
+        since = now - horizon(config)
+        sessions = await conn.fetch(SESSIONS_SQL, since)
+        engine.restore_sessions(_session_states([tuple(r) for r in sessions]))
+        del sessions
+        calls = await conn.fetch(CALLS_SQL, since)
+        engine.restore_calls(_call_states([tuple(r) for r in calls]))
+    _log.info("engine_loaded", sessions=engine_sessions(engine), calls=len(calls),
+              seconds=round(time.perf_counter() - started, 3))
+    return engine
+
+
+def engine_sessions(engine: Engine) -> int:
+    counter = getattr(engine, "sessions_count", None)
+    return int(counter()) if callable(counter) else -1

@@ -1,0 +1,145 @@
+"""A durable local spool: append-only JSON-lines segment files, fsync'd, replayed in order.
+
+Two things go through it. Call records (and overrides and call updates) are appended and
+fsync'd before the carrier is answered, so a call survives the process being killed right after
+answering. And when the database stays down long enough for the in-memory queue to reach its
+bound, the whole queue is spilled into a segment so memory stays bounded. A segment is deleted
+only after a database transaction holding all of its records has committed; replaying one twice
+is harmless because every insert is idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.engine.records import (
+    CallRecord,
+    CandidateRecord,
+    MatchOverride,
+    SessionEvent,
+    SessionStarted,
+)
+from gateway.store.records import CallUpdate
+
+RECORD_TYPES: dict[str, type[Any]] = {
+    "session": SessionStarted,
+    "event": SessionEvent,
+    "call": CallRecord,
+    "override": MatchOverride,
+    "call_update": CallUpdate,
+}
+TYPE_NAMES = {cls: name for name, cls in RECORD_TYPES.items()}
+SEGMENT_SUFFIX = ".jsonl"
+
+
+class SpoolError(Exception):
+    """The spool could not be written (disk full, unwritable directory)."""
+
+
+def encode(record: Any) -> str:
+    doc = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    if isinstance(record, CallRecord):
+        doc["candidates"] = [dataclasses.astuple(c) for c in record.candidates]
+    return json.dumps({"t": TYPE_NAMES[type(record)], "r": doc}, separators=(",", ":"))
+
+
+def decode(line: str) -> Any:
+    doc = json.loads(line)
+    cls = RECORD_TYPES[doc["t"]]
+    fields = doc["r"]
+    if cls is CallRecord:
+        fields["candidates"] = tuple(CandidateRecord(*c) for c in fields["candidates"])
+    if cls is SessionStarted:
+        fields["attribution"] = tuple(tuple(p) for p in fields["attribution"])
+    return cls(**fields)
+
+
+class Spool:
+    """Segments `NNNNNNNNNN.jsonl` in `directory`; the newest open one takes appends."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file: Any = None
+        self._current: Path | None = None
+        self._next = 0
+
+    def open(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create spool directory {self.directory}: {exc}") from exc
+        existing = self.segments()
+        self._next = (int(existing[-1].stem) + 1) if existing else 0
+
+    def segments(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if p.suffix == SEGMENT_SUFFIX
+                      and p.stem.isdigit())
+
+    def _new_segment(self) -> Path:
+        path = self.directory / f"{self._next:010d}{SEGMENT_SUFFIX}"
+        self._next += 1
+        return path
+
+    def append(self, records: list[Any]) -> None:
+        """Append and fsync; raise SpoolError when the disk refuses."""
+        if not records:
+            return
+        data = "".join(encode(r) + "\n" for r in records).encode()
+        try:
+            if self._file is None:
+                self._current = self._new_segment()
+                self._file = open(self._current, "ab")  # noqa: SIM115 - kept open across calls
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self._close_quietly()
+            raise SpoolError(f"spool write failed: {exc}") from exc
+
+    def write_segment(self, records: list[Any]) -> Path:
+        """Spill a whole batch into a new closed segment (bounded memory when the db is down)."""
+        self.rotate()
+        path = self._new_segment()
+        try:
+            with open(path, "wb") as f:
+                f.write("".join(encode(r) + "\n" for r in records).encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise SpoolError(f"spool spill failed: {exc}") from exc
+        return path
+
+    def rotate(self) -> list[Path]:
+        """Close the open segment; return every closed segment, oldest first."""
+        self._close_quietly()
+        return self.segments()
+
+    def read(self, path: Path) -> Iterator[Any]:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.endswith("\n"):  # a torn last line was never acknowledged: skip it
+                    yield decode(line)
+
+    def remove(self, paths: list[Path]) -> None:
+        for p in paths:
+            p.unlink(missing_ok=True)
+
+    def _close_quietly(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+            self._current = None
+
+    def close(self) -> None:
+        self._close_quietly()

@@ -1,0 +1,171 @@
+"""The SQL of the write-behind writer: one idempotent statement per record kind, fed by arrays
+(`unnest`) so a batch of thousands is one round trip. Replaying a batch changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+
+from gateway.engine.records import CallRecord, MatchOverride, SessionEvent, SessionStarted
+from gateway.store.records import CallUpdate
+
+INSERT_SESSIONS = """
+INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity, landing_url,
+                      referrer, user_agent, mobile, shared, returning, attribution)
+SELECT u.id, u.visitor, u.site, u.source, u.number, to_timestamp(u.at), to_timestamp(u.at),
+       u.landing, u.referrer, u.ua, u.mobile, u.shared, u.returning, u.attribution::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[],
+            $8::text[], $9::text[], $10::bool[], $11::bool[], $12::bool[], $13::text[])
+     AS u(id, visitor, site, source, number, at, landing, referrer, ua, mobile, shared, returning,
+          attribution)
+ON CONFLICT (id) DO NOTHING
+"""
+
+UPSERT_VISITORS = """
+INSERT INTO visitors (id, site, first_seen, last_seen)
+SELECT u.id, u.site, to_timestamp(u.first), to_timestamp(u.last)
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[]) AS u(id, site, first, last)
+ON CONFLICT (id) DO UPDATE SET last_seen = greatest(visitors.last_seen, excluded.last_seen)
+"""
+
+INSERT_EVENTS = """
+INSERT INTO session_events (session, kind, at)
+SELECT u.session, u.kind, to_timestamp(u.at)
+FROM unnest($1::text[], $2::text[], $3::float8[]) AS u(session, kind, at)
+ON CONFLICT DO NOTHING
+RETURNING session, kind, extract(epoch FROM at)::float8 AS at
+"""
+
+# Only events that were really inserted reach this update, so a replay cannot count twice.
+UPDATE_SESSION_SUMMARY = """
+UPDATE sessions s SET
+    last_activity = greatest(s.last_activity, to_timestamp(u.last_activity)),
+    pageviews = s.pageviews + u.pageviews,
+    last_click_to_call = CASE WHEN u.last_c2c IS NULL THEN s.last_click_to_call
+        ELSE greatest(s.last_click_to_call, to_timestamp(u.last_c2c)) END,
+    hidden_at = CASE WHEN u.hidden IS NULL THEN s.hidden_at
+        ELSE greatest(s.hidden_at, to_timestamp(u.hidden)) END
+FROM unnest($1::text[], $2::float8[], $3::int[], $4::float8[], $5::float8[])
+     AS u(id, last_activity, pageviews, last_c2c, hidden)
+WHERE s.id = u.id
+"""
+
+INSERT_CALL = """
+INSERT INTO calls (id, site, source, to_number, caller, forward_to, at, session, visitor,
+                   likelihood, matched_at)
+VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, to_timestamp($7))
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+INSERT_CANDIDATES = """
+INSERT INTO call_candidates (call_id, rank, session, visitor, likelihood)
+SELECT $1, u.rank, u.session, u.visitor, u.likelihood
+FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[]) AS u(rank, session, visitor, likelihood)
+ON CONFLICT DO NOTHING
+"""
+
+INSERT_MATCH = """
+INSERT INTO call_matches (call_id, session, previous, by, at)
+VALUES ($1, $2, $3, $4, to_timestamp($5))
+ON CONFLICT DO NOTHING
+"""
+
+APPLY_OVERRIDE = """
+UPDATE calls SET session = $2, visitor = $3, matched_by = $4, matched_at = to_timestamp($5),
+    likelihood = (SELECT likelihood FROM call_candidates WHERE call_id = $1 AND session = $2),
+    updated_at = now()
+WHERE id = $1 AND (matched_at IS NULL OR matched_at <= to_timestamp($5))
+"""
+
+APPLY_UPDATE = """
+UPDATE calls SET status = coalesce($2, status), dial_status = coalesce($3, dial_status),
+    duration = coalesce($4, duration), recording_url = coalesce($5, recording_url),
+    updated_at = now()
+WHERE id = $1
+"""
+
+
+async def sessions(conn: asyncpg.Connection, rows: list[SessionStarted]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        INSERT_SESSIONS,
+        [r.session for r in rows], [r.visitor for r in rows], [r.site for r in rows],
+        [r.source for r in rows], [r.number for r in rows], [r.at for r in rows],
+        [r.landing_url for r in rows], [r.referrer for r in rows], [r.user_agent for r in rows],
+        [r.mobile for r in rows], [r.shared for r in rows], [r.returning for r in rows],
+        [json.dumps(dict(r.attribution)) for r in rows],
+    )
+    seen: dict[str, list[Any]] = {}
+    for r in rows:
+        cur = seen.get(r.visitor)
+        if cur is None:
+            seen[r.visitor] = [r.site, r.at, r.at]
+        else:
+            cur[1], cur[2] = min(cur[1], r.at), max(cur[2], r.at)
+    await conn.execute(
+        UPSERT_VISITORS, list(seen), [v[0] for v in seen.values()],
+        [v[1] for v in seen.values()], [v[2] for v in seen.values()],
+    )
+
+
+async def events(conn: asyncpg.Connection, rows: list[SessionEvent]) -> None:
+    if not rows:
+        return
+    inserted = await conn.fetch(
+        INSERT_EVENTS, [r.session for r in rows], [r.kind for r in rows], [r.at for r in rows]
+    )
+    summary: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, None, None])
+    for row in inserted:
+        s = summary[row["session"]]
+        kind, at = row["kind"], row["at"]
+        if kind == "hidden":
+            s[3] = at if s[3] is None else max(s[3], at)
+            continue
+        s[0] = max(s[0], at)
+        if kind == "pageview":
+            s[1] += 1
+        elif kind == "click_to_call":
+            s[2] = at if s[2] is None else max(s[2], at)
+    if summary:
+        ids = list(summary)
+        vals = list(summary.values())
+        await conn.execute(
+            UPDATE_SESSION_SUMMARY, ids, [v[0] for v in vals], [v[1] for v in vals],
+            [v[2] for v in vals], [v[3] for v in vals],
+        )
+
+
+async def calls(conn: asyncpg.Connection, rows: list[CallRecord]) -> None:
+    for r in rows:
+        new = await conn.fetchval(
+            INSERT_CALL, r.call_id, r.site, r.source, r.to, r.caller, r.forward_to, r.at,
+            r.match, r.visitor, r.likelihood,
+        )
+        if new is None:
+            continue  # already recorded (retried webhook, replayed spool)
+        c = r.candidates
+        if c:
+            await conn.execute(
+                INSERT_CANDIDATES, r.call_id, list(range(len(c))), [x.session for x in c],
+                [x.visitor for x in c], [x.likelihood for x in c],
+            )
+        await conn.execute(INSERT_MATCH, r.call_id, r.match, None, "auto", r.at)
+
+
+async def overrides(conn: asyncpg.Connection, rows: list[MatchOverride]) -> None:
+    for r in rows:
+        await conn.execute(APPLY_OVERRIDE, r.call_id, r.session, r.visitor, r.by, r.at)
+        await conn.execute(INSERT_MATCH, r.call_id, r.session, r.previous, r.by, r.at)
+
+
+async def call_updates(conn: asyncpg.Connection, rows: list[CallUpdate]) -> None:
+    if rows:
+        await conn.executemany(
+            APPLY_UPDATE,
+            [(r.call_id, r.status, r.dial_status, r.duration, r.recording_url) for r in rows],
+        )

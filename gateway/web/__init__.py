@@ -1,0 +1,1 @@
+"""HTTP shell: aiohttp handlers and middlewares over the engine and the store."""

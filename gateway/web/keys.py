@@ -1,0 +1,34 @@
+"""Typed application keys: everything a handler reaches through `request.app`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiohttp import web
+
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
+    from gateway.store.writer import Writer
+    from gateway.web.metrics import Metrics
+
+
+class State:
+    """Mutable runtime state owned by the app: the engine is replaced on reconfiguration."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.writer: Writer | None = None
+        self.admin_key: str = ""
+        self.config_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.ready_detail: str = "starting"
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STATE = web.AppKey("state", State)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

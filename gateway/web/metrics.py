@@ -1,0 +1,62 @@
+"""Prometheus metrics, one registry per app (tests run several apps in one process).
+
+Counters and histograms are updated by middlewares and handlers; gauges that mirror live state
+(pools, writer queue) are read at scrape time by a collector, so the hot paths never pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Buckets from 0.5 ms to 2.5 s: swap answers in ~1 ms, the call budget is well under a second.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class LiveState(Collector):
+    """Gauges read at scrape time from the engine and the writer."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self.read()
+        labels = ["site", "source"]
+        pools = {name: GaugeMetricFamily(f"dni_pool_{name}", help_, labels=labels)
+                 for name, help_ in (("numbers", "Numbers in the pool"),
+                                     ("reserved", "Numbers held by a live session"),
+                                     ("free", "Numbers free to hand out"),
+                                     ("sharings", "Times a number was shared (overflow)"),
+                                     ("sessions", "Sessions tracked on the pool"))}
+        for p in snap.get("pools", []):
+            for name, fam in pools.items():
+                fam.add_metric([p.site, p.source], float(getattr(p, name, 0)))
+        yield from pools.values()
+        for name, help_ in (("writer_queue_depth", "Records waiting for the database"),
+                            ("writer_last_flush_seconds", "Duration of the last flush"),
+                            ("writer_spool_errors", "Spool writes refused by the disk"),
+                            ("writer_healthy", "1 when the last flush succeeded"),
+                            ("engine_sessions", "Sessions held in memory")):
+            yield GaugeMetricFamily(f"dni_{name}", help_, value=float(snap.get(name, 0)))
+
+
+class Metrics:
+    def __init__(self, read_live: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dni_http_requests", "HTTP requests by route and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("dni_http_request_seconds", "HTTP latency by route",
+                                 ["route", "method"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.swaps = Counter("dni_swaps", "Swap answers by outcome", ["site", "outcome"],
+                             registry=self.registry)
+        self.calls = Counter("dni_calls", "Calls by carrier and outcome",
+                             ["carrier", "outcome"], registry=self.registry)
+        self.call_decision = Histogram("dni_call_decision_seconds",
+                                       "Time to attribute a call", ["carrier"],
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(LiveState(read_live))

@@ -1,0 +1,78 @@
+"""Middlewares: request id and bound log context, metrics by route, and the single place where
+errors turn into JSON responses (no stack trace ever reaches a client)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway import log
+from gateway.engine.errors import EngineError
+from gateway.web import errors
+from gateway.web.keys import METRICS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID_HEADER = "X-Request-Id"
+# A client may pass its own id for tracing; accept it only when it is short and plain.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_log = log.get("gateway.web")
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def _http_error(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status < 400:
+        return exc
+    if exc.status == 413:
+        message = "request body too large"
+    elif exc.status == 405:
+        message = f"method {exc.reason!s} not allowed"
+    else:
+        message = exc.reason or "error"
+    code = errors.STATUS_CODES.get(exc.status, "error")
+    resp = errors.response(exc.status, code, message)
+    if exc.status == 405 and "Allow" in exc.headers:
+        resp.headers["Allow"] = exc.headers["Allow"]
+    return resp
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _CLIENT_ID.match(given) else secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        resp = await _guarded(request, handler)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    route = _route_name(request)
+    metrics = request.app[METRICS]
+    metrics.requests.labels(route, request.method, str(resp.status)).inc()
+    metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+    resp.headers[REQUEST_ID_HEADER] = request_id
+    return resp
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ApiError as exc:
+        return errors.response(exc.status, exc.code, exc.message, exc.field)
+    except EngineError as exc:
+        return errors.response(exc.status_hint, exc.code, exc.message, exc.field)
+    except web.HTTPException as exc:
+        return _http_error(exc)
+    except Exception:
+        _log.exception("request_failed", path=request.path, method=request.method)
+        return errors.response(500, "internal", "internal error; see the gateway log")

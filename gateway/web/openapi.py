@@ -1,0 +1,158 @@
+"""The OpenAPI 3.1 document for the public API, served at /v1/openapi.json.
+
+Written by hand next to the routes; `tests/web/test_openapi.py` fails when a route is missing
+from it, so it stays true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(desc: str, schema: dict[str, Any] | None = None, ctype: str = "application/json") -> (
+    dict[str, Any]
+):
+    out: dict[str, Any] = {"description": desc}
+    if schema is not None:
+        out["content"] = {ctype: {"schema": schema}}
+    return out
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _resp("error", ERROR) for c in codes}
+
+
+def _op(summary: str, ok: dict[str, Any], *err: int, body: dict[str, Any] | None = None,
+        secured: bool = True, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*err)}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if secured:
+        op["security"] = [{"bearer": []}]
+    else:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, type_: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": type_}}
+
+
+OBJ = {"type": "object"}
+SWAP_REQUEST = {
+    "type": "object", "required": ["site", "url"],
+    "properties": {"site": {"type": "string"}, "visitor": {"type": ["string", "null"]},
+                   "url": {"type": "string"}, "referrer": {"type": ["string", "null"]}},
+}
+SWAP_RESPONSE = {
+    "type": "object",
+    "required": ["visitor", "session", "source", "number", "formatted", "replaces"],
+    "properties": {"visitor": {"type": ["string", "null"]}, "session": {"type": ["string", "null"]},
+                   "source": {"type": ["string", "null"]}, "number": {"type": "string"},
+                   "formatted": {"type": "string"},
+                   "replaces": {"type": "array", "items": {"type": "string"}}},
+}
+EVENT = {"type": "object", "required": ["kind"],
+         "properties": {"kind": {"enum": ["pageview", "ping", "click_to_call", "hidden"]}}}
+
+
+def _admin_paths() -> dict[str, Any]:
+    site, source, number = _path_param("site"), _path_param("source"), _path_param("number")
+    crud_err = (400, 401, 404, 409, 413, 415, 422)
+    return {
+        "/v1/sites": {
+            "get": _op("List sites", {"200": _resp("sites", OBJ)}, 401),
+            "post": _op("Create a site", {"201": _resp("site", OBJ)}, *crud_err, body=OBJ)},
+        "/v1/sites/{site}": {
+            "parameters": [site],
+            "get": _op("Read a site", {"200": _resp("site", OBJ)}, 401, 404),
+            "put": _op("Replace a site", {"200": _resp("site", OBJ)}, *crud_err, body=OBJ),
+            "patch": _op("Update a site", {"200": _resp("site", OBJ)}, *crud_err, body=OBJ),
+            "delete": _op("Delete a site", {"204": _resp("deleted")}, 401, 404)},
+        "/v1/sources": {
+            "get": _op("List sources", {"200": _resp("sources", OBJ)}, 401,
+                       params=[_query("site")]),
+            "post": _op("Create a source", {"201": _resp("source", OBJ)}, *crud_err, body=OBJ)},
+        "/v1/sources/{source}": {
+            "parameters": [source],
+            "get": _op("Read a source", {"200": _resp("source", OBJ)}, 401, 404),
+            "put": _op("Replace a source", {"200": _resp("source", OBJ)}, *crud_err, body=OBJ),
+            "patch": _op("Update a source", {"200": _resp("source", OBJ)}, *crud_err, body=OBJ),
+            "delete": _op("Delete a source", {"204": _resp("deleted")}, 401, 404)},
+        "/v1/numbers": {
+            "get": _op("List tracking numbers", {"200": _resp("numbers", OBJ)}, 401,
+                       params=[_query("site"), _query("source")]),
+            "post": _op("Add a tracking number", {"201": _resp("number", OBJ)}, *crud_err,
+                        body=OBJ)},
+        "/v1/numbers/{number}": {
+            "parameters": [number],
+            "get": _op("Read a number", {"200": _resp("number", OBJ)}, 401, 404),
+            "patch": _op("Activate or deactivate", {"200": _resp("number", OBJ)}, *crud_err,
+                         body=OBJ),
+            "delete": _op("Delete a number", {"204": _resp("deleted")}, 401, 404)},
+        "/v1/import": {
+            "post": _op("Import a config document atomically", {"200": _resp("imported", OBJ)},
+                        *crud_err, body=OBJ)},
+    }
+
+
+def _public_paths() -> dict[str, Any]:
+    return {
+        "/v1/swap": {
+            "post": _op("Number for this page view", {"200": _resp("swap", SWAP_RESPONSE)},
+                        400, 403, 404, 413, 415, 422, body=SWAP_REQUEST, secured=False),
+            "options": _op("CORS preflight", {"204": _resp("preflight")}, secured=False)},
+        "/v1/sessions/{session}/events": {
+            "parameters": [_path_param("session")],
+            "post": _op("Session activity", {"204": _resp("recorded")}, 400, 404, 413, 415,
+                        422, body=EVENT, secured=False),
+            "options": _op("CORS preflight", {"204": _resp("preflight")}, secured=False)},
+        "/healthz": {"get": _op("Liveness", {"200": _resp("up", OBJ)}, secured=False)},
+        "/readyz": {"get": _op("Readiness", {"200": _resp("ready", OBJ)}, 503, secured=False)},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": _resp("metrics")}, secured=False)},
+        "/v1/openapi.json": {"get": _op("This document", {"200": _resp("doc", OBJ)},
+                                        secured=False)},
+    }
+
+
+EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (voice, calls, reports) register here
+
+
+def document() -> dict[str, Any]:
+    paths = {**_public_paths(), **_admin_paths()}
+    for extra in EXTRA_PATHS:
+        paths.update(extra)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dni-gateway", "version": __version__},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                   "field": {"type": "string"}}}}}},
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def openapi_routes() -> list[web.RouteDef]:
+    return [web.get("/v1/openapi.json", serve)]

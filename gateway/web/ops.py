@@ -1,0 +1,47 @@
+"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.store import migrate
+from gateway.web.keys import METRICS, STATE
+
+READY_PROBE_TIMEOUT_S = 2.0  # a readiness probe must answer well inside a k8s 5 s timeout
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the database answers, migrations are applied and the engine is loaded."""
+    state = request.app[STATE]
+    checks = {"engine": state.engine is not None, "database": False, "migrations": False}
+    if state.pool is not None:
+        try:
+            async with asyncio.timeout(READY_PROBE_TIMEOUT_S):
+                async with state.pool.acquire() as conn:
+                    checks["migrations"] = not await migrate.pending(conn)
+                    checks["database"] = True
+        except (OSError, TimeoutError, Exception):  # noqa: BLE001 - any failure means not ready
+            checks["database"] = False
+    ready = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks,
+         "writer_queue": state.writer.depth if state.writer else 0},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz),
+            web.get("/metrics", metrics)]

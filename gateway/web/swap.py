@@ -1,0 +1,131 @@
+"""The website-facing API: number swap and session events (public; site key + Origin check +
+per-client rate limit). No database round trip: the engine answers from memory and its records
+go to the write-behind writer.
+
+CORS: answers carry `Access-Control-Allow-Origin` only for an origin the site allows. swap.js
+posts JSON as `text/plain` (a CORS "simple request"), so browsers send no preflight; a client
+that sends `application/json` gets its preflight answered for any configured origin.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway import log
+from gateway.engine.errors import UnknownSite
+from gateway.web import validate
+from gateway.web.clients import client_address
+from gateway.web.errors import ApiError
+from gateway.web.keys import METRICS, STATE
+from gateway.web.ratelimit import RateLimiter
+
+EVENT_KINDS = ("pageview", "ping", "click_to_call", "hidden")
+MAX_URL = 4096  # longer than any real landing URL; browsers themselves cap near 2 KB-2 MB
+MAX_ID = 64  # visitor and session ids are ~24 characters; anything longer is not ours
+MAX_UA = 1024  # user agents above this are junk; truncated rather than refused
+CORS_MAX_AGE_S = "86400"  # browsers cap preflight caching at 2 h (Chrome) to 24 h (Firefox)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+_log = log.get("gateway.web.swap")
+
+
+def _engine(request: web.Request) -> Any:
+    engine = request.app[STATE].engine
+    if engine is None:
+        raise ApiError(503, "engine not loaded yet")
+    return engine
+
+
+def _cors(request: web.Request, origins: Any, resp: web.StreamResponse) -> None:
+    origin = request.headers.get("Origin")
+    if origin and origin in origins:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Vary"] = "Origin"
+
+
+def _check_origin(request: web.Request, allowed: Any) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and allowed and origin not in allowed:
+        raise ApiError(403, f"origin {origin[:200]!r} is not allowed for this site",
+                       field="Origin")
+
+
+def _answer(v: Any, site: Any) -> dict[str, Any]:
+    return {"visitor": v.visitor, "session": v.session, "source": v.source, "number": v.number,
+            "formatted": v.formatted, "replaces": list(site.swap_targets)}
+
+
+async def swap(request: web.Request) -> web.Response:
+    doc = await validate.read_object(request)
+    key = validate.string(doc, "site", max_len=MAX_ID)
+    visitor = validate.string(doc, "visitor", nullable=True, required=False, max_len=MAX_ID)
+    url = validate.string(doc, "url", max_len=MAX_URL)
+    referrer = validate.string(doc, "referrer", nullable=True, required=False, max_len=MAX_URL)
+    engine = _engine(request)
+    try:
+        site = engine.site(key)
+    except UnknownSite:
+        raise ApiError(404, f"no site {key!r}", field="site") from None
+    _check_origin(request, site.allowed_origins)
+    metrics = request.app[METRICS]
+    if not request.app[RATE_LIMITER].allow(client_address(request)):
+        v = engine.site_number(key)
+        metrics.swaps.labels(key, "rate_limited").inc()
+        resp = web.json_response({**_answer(v, site), "visitor": visitor})
+    else:
+        ua = request.headers.get("User-Agent", "")[:MAX_UA]
+        v = engine.visit(site=key, url=url, referrer=referrer or None, user_agent=ua,
+                         visitor=visitor or None, at=time.time())
+        request.app[STATE].writer.add(engine.drain())
+        metrics.swaps.labels(key, "session" if v.session else "own_number").inc()
+        resp = web.json_response(_answer(v, site))
+    resp.headers["Cache-Control"] = "no-store"
+    _cors(request, site.allowed_origins, resp)
+    return resp
+
+
+async def event(request: web.Request) -> web.Response:
+    session = request.match_info["session"]
+    if len(session) > MAX_ID:
+        raise ApiError(404, "no such session", field="session")
+    doc = await validate.read_object(request)
+    kind = validate.string(doc, "kind", max_len=32)
+    if kind not in EVENT_KINDS:
+        raise ApiError(422, f"kind must be one of {', '.join(EVENT_KINDS)}", field="kind")
+    engine = _engine(request)
+    engine.activity(session=session, kind=kind, at=time.time())
+    request.app[STATE].writer.add(engine.drain())
+    resp = web.Response(status=204)
+    _cors(request, _all_origins(request), resp)
+    return resp
+
+
+def _all_origins(request: web.Request) -> frozenset[str]:
+    engine = request.app[STATE].engine
+    return frozenset(getattr(engine, "all_origins", lambda: frozenset())()) if engine else \
+        frozenset()
+
+
+async def preflight(request: web.Request) -> web.Response:
+    resp = web.Response(status=204)
+    origin = request.headers.get("Origin")
+    if origin and origin in _all_origins(request):
+        resp.headers.update({
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": CORS_MAX_AGE_S,
+            "Vary": "Origin",
+        })
+    return resp
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/swap", swap), web.options("/v1/swap", preflight),
+        web.post("/v1/sessions/{session}/events", event),
+        web.options("/v1/sessions/{session}/events", preflight),
+    ]

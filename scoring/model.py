@@ -1,0 +1,307 @@
+"""Likelihood model over the candidate sessions of a call.
+
+Contract (used by `gateway.engine`): `score(ctx, timelines)` returns one likelihood per
+timeline, in the same order, plus the likelihood that none of them made the call; together they
+sum to 1.
+
+The model is a conditional logit over candidates, read as competing hazards. Each candidate
+session gets a weight = its hazard of calling *now* (calls per second), the product of
+- a recency hazard h(gap), gap = seconds since the session's last activity, a piecewise-linear
+  log-hazard in log(1 + gap) (live pinging tabs sit at gap < 30 s; the curve then falls through
+  "just left", "within the hour", "hours to days");
+- evidence factors: a click_to_call seconds before the call (or earlier in the visit), a tab
+  hidden seconds before (the dialer taking over a phone's screen), a live mobile session with
+  neither (mobile callers almost always tap or switch away), the number shared with another
+  session, the caller ID's history with this visitor (or with someone else), a returning visitor
+  (and live right now), and pages viewed (engagement).
+"None of these" gets the rate of calls from people never shown the number (noise), raised when
+the caller has called before without matching any candidate. Normalising the weights gives the
+posterior over candidates. Parameters live in `params.json` (versioned) and are fitted by
+maximum likelihood on simulated calls (`python -m scoring.fit`), which also makes the
+likelihoods calibrated.
+
+`score` is the hot path (engine.call with 1,000 candidates in well under 1 ms): lookups in
+precomputed tables, one `math.log1p` per candidate, no allocation besides the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from scoring.features import CallContext, Timeline
+
+PARAMS_FILE = "params.json"
+PARAMS_VERSION = 1  # bump when the meaning of a parameter changes
+
+STEPS_PER_E = 16  # recency table resolution: 16 buckets per e-fold of (1 + gap)
+MAX_GAP_S = 60 * 86_400.0  # the table ends past the 30-day match window; later gaps use its end
+LIVE_S = 60.0  # two ping intervals (pings every 15-30 s): still on the page
+C2C_RECENT_S = 30.0  # a tel: tap rings the gateway within seconds (traffic-model.md)
+C2C_EARLIER_S = 1800.0  # a tap earlier in the visit, within the engine's 30-min idle timeout
+HIDDEN_RECENT_S = 30.0  # the dialer hides the tab seconds before the call
+PAGEVIEWS_CAP = 30  # engagement saturates; also bounds the pageview table
+
+# Evidence flags, in bit order (the fit and the tests use the same order).
+FLAGS = (
+    "c2c_recent",  # click_to_call within C2C_RECENT_S before the call
+    "c2c_earlier",  # click_to_call within C2C_EARLIER_S, not recent
+    "hidden_recent",  # tab hidden within HIDDEN_RECENT_S before the call
+    "hidden_earlier",  # tab hidden after its last activity, longer ago
+    "mobile_live_quiet",  # live mobile session with no recent tap and no recent hide
+    "shared",  # another session held the number while this one did
+    "caller_match",  # earlier calls from this caller ID were attached to this visitor
+    "caller_other",  # this caller ID called before, attached to somebody else
+    "returning",  # the visitor has had earlier sessions on the site
+    "returning_live",  # ... and this session is live now
+)
+NONE_FEATURES = ("base", "caller_seen_before", "withheld")
+
+
+class ParamsError(ValueError):
+    """The parameter file is missing a field or has the wrong version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    likelihoods: tuple[float, ...]  # one per timeline, same order as given
+    none: float  # the call came from none of the candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The model's free parameters, all on the log scale (see params.json)."""
+
+    knots_s: tuple[float, ...]  # recency knots, seconds since last activity
+    recency: tuple[float, ...]  # log hazard (per second) at each knot
+    flags: tuple[float, ...]  # log factor per FLAGS entry
+    pageviews: float  # log factor per unit of log(pageviews)
+    none: tuple[float, ...]  # log weight terms per NONE_FEATURES entry
+    version: int = PARAMS_VERSION
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "note": self.note,
+            "recency": {"knots_s": list(self.knots_s), "log_hazard": list(self.recency)},
+            "flags": dict(zip(FLAGS, self.flags, strict=True)),
+            "pageviews_log_slope": self.pageviews,
+            "none": dict(zip(NONE_FEATURES, self.none, strict=True)),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Params:
+        if data.get("version") != PARAMS_VERSION:
+            raise ParamsError(f"params version {data.get('version')!r}, need {PARAMS_VERSION}")
+        try:
+            knots = tuple(float(k) for k in data["recency"]["knots_s"])
+            recency = tuple(float(v) for v in data["recency"]["log_hazard"])
+            flags = tuple(float(data["flags"][f]) for f in FLAGS)
+            none = tuple(float(data["none"][f]) for f in NONE_FEATURES)
+            pageviews = float(data["pageviews_log_slope"])
+        except (KeyError, TypeError) as exc:
+            raise ParamsError(f"params file lacks or mangles {exc}") from exc
+        if len(knots) != len(recency) or len(knots) < 2 or list(knots) != sorted(knots):
+            raise ParamsError("recency knots_s must be increasing and match log_hazard")
+        return cls(knots, recency, flags, pageviews, none, PARAMS_VERSION, data.get("note", ""))
+
+
+# ---- feature extraction (readable reference; the fit uses it, `score` inlines it) -------------
+
+
+def bucket(gap: float) -> int:
+    """Recency table index of a gap in seconds."""
+    if gap <= 0.0:
+        return 0
+    return min(int(math.log1p(gap) * STEPS_PER_E), N_BUCKETS - 1)
+
+
+def flag_bits(ctx: CallContext, t: Timeline) -> int:
+    """The evidence flags of one candidate as a bit mask in FLAGS order."""
+    at = ctx.at
+    gap = at - t.last_activity
+    c2c = None if t.last_click_to_call is None else at - t.last_click_to_call
+    hid = None if t.hidden_at is None else at - t.hidden_at
+    c2c_recent = c2c is not None and c2c <= C2C_RECENT_S
+    hidden_recent = hid is not None and hid <= HIDDEN_RECENT_S
+    live = gap <= LIVE_S
+    on = (
+        c2c_recent,
+        c2c is not None and C2C_RECENT_S < c2c <= C2C_EARLIER_S,
+        hidden_recent,
+        hid is not None and hid > HIDDEN_RECENT_S,
+        t.mobile and live and not (c2c_recent or hidden_recent),
+        t.shared,
+        t.caller_matches > 0,
+        ctx.caller_seen_before and t.caller_matches == 0,
+        t.visitor_sessions > 1,
+        t.visitor_sessions > 1 and live,
+    )
+    return sum(1 << i for i, flag in enumerate(on) if flag)
+
+
+def pageview_value(pageviews: int) -> float:
+    """The engagement covariate: log of pages viewed, capped."""
+    return math.log(min(max(pageviews, 1), PAGEVIEWS_CAP))
+
+
+def none_values(ctx: CallContext) -> tuple[float, ...]:
+    """Covariates of the "none of these" option, in NONE_FEATURES order."""
+    return (1.0, float(ctx.caller_seen_before), float(ctx.caller is None))
+
+
+N_BUCKETS = int(math.log1p(MAX_GAP_S) * STEPS_PER_E) + 1
+
+
+def bucket_z(index: int) -> float:
+    """The log(1 + gap) a bucket stands for (its midpoint; bucket 0 is a gap of zero)."""
+    return 0.0 if index == 0 else (index + 0.5) / STEPS_PER_E
+
+
+def hat_weights(knots_s: Sequence[float], index: int) -> tuple[tuple[int, float], ...]:
+    """Linear interpolation weights of a bucket over the knots (in log(1 + gap))."""
+    z = bucket_z(index)
+    zs = [math.log1p(k) for k in knots_s]
+    if z <= zs[0]:
+        return ((0, 1.0),)
+    for k in range(1, len(zs)):
+        if z <= zs[k]:
+            frac = (z - zs[k - 1]) / (zs[k] - zs[k - 1])
+            return ((k - 1, 1.0 - frac), (k, frac))
+    return ((len(zs) - 1, 1.0),)
+
+
+# ---- the compiled model ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """Params turned into the tables `score` reads (weights, not logs)."""
+
+    params: Params
+    recency: tuple[float, ...]  # hazard per bucket
+    flags: tuple[float, ...]  # factor per flag
+    pageviews: tuple[float, ...]  # factor per pageview count 0..PAGEVIEWS_CAP
+    none_base: float
+    none_seen: float
+    none_withheld: float
+
+    @classmethod
+    def compile(cls, params: Params) -> Model:
+        recency = []
+        for i in range(N_BUCKETS):
+            log_h = sum(w * params.recency[k] for k, w in hat_weights(params.knots_s, i))
+            recency.append(math.exp(log_h))
+        pv = tuple(
+            math.exp(params.pageviews * pageview_value(n)) for n in range(PAGEVIEWS_CAP + 1)
+        )
+        return cls(
+            params, tuple(recency), tuple(math.exp(f) for f in params.flags), pv,
+            *(math.exp(v) for v in params.none),
+        )
+
+
+def load_params(text: str | None = None) -> Params:
+    """Parse a parameter file (the packaged params.json when `text` is None)."""
+    if text is None:
+        text = resources.files("scoring").joinpath(PARAMS_FILE).read_text(encoding="utf-8")
+    return Params.from_json(json.loads(text))
+
+
+_current = Model.compile(load_params())
+
+
+def current() -> Model:
+    """The model `score` uses by default (the packaged parameters unless swapped by `use`)."""
+    return _current
+
+
+@contextmanager
+def use(params: Params) -> Iterator[Model]:
+    """Score with `params` inside the block (the fit and the simulator try candidates)."""
+    global _current  # noqa: PLW0603 - one process-wide model, swapped only by the offline tools
+    previous, _current = _current, Model.compile(params)
+    try:
+        yield _current
+    finally:
+        _current = previous
+
+
+def score(ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | None = None) -> Scores:
+    """Likelihood of each candidate session, and of none of them, for the call in `ctx`."""
+    m = _current if model is None else model
+    at = ctx.at
+    recency = m.recency
+    top = N_BUCKETS - 1
+    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_shared, f_match, f_other, f_ret,
+     f_ret_live) = m.flags
+    f_nomatch = f_other if ctx.caller_seen_before else 1.0
+    pv_table = m.pageviews
+    log1p = math.log1p
+    weights = []
+    append = weights.append
+    total = 0.0
+    for t in timelines:
+        gap = at - t.last_activity
+        if gap > 0.0:
+            i = int(log1p(gap) * STEPS_PER_E)
+            w = recency[i if i < top else top]
+        else:
+            w = recency[0]
+        recent = False
+        c2c = t.last_click_to_call
+        if c2c is not None:
+            d = at - c2c
+            if d <= C2C_RECENT_S:
+                w *= f_c2c
+                recent = True
+            elif d <= C2C_EARLIER_S:
+                w *= f_c2c_old
+        hidden = t.hidden_at
+        if hidden is not None:
+            if at - hidden <= HIDDEN_RECENT_S:
+                w *= f_hid
+                recent = True
+            else:
+                w *= f_hid_old
+        if gap <= LIVE_S:
+            if t.mobile and not recent:
+                w *= f_quiet
+            if t.visitor_sessions > 1:
+                w *= f_ret * f_ret_live
+        elif t.visitor_sessions > 1:
+            w *= f_ret
+        if t.shared:
+            w *= f_shared
+        w *= f_match if t.caller_matches else f_nomatch
+        pv = t.pageviews
+        w *= pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1]
+        append(w)
+        total += w
+    none = m.none_base
+    if ctx.caller_seen_before:
+        none *= m.none_seen
+    if ctx.caller is None:
+        none *= m.none_withheld
+    total += none
+    inv = 1.0 / total
+    return Scores(tuple([w * inv for w in weights]), none * inv)
+
+
+def log_weight_reference(params: Params, ctx: CallContext, t: Timeline) -> float:
+    """The log weight of one candidate computed the slow, readable way (tests compare)."""
+    log_w = sum(w * params.recency[k] for k, w in hat_weights(params.knots_s, bucket(
+        ctx.at - t.last_activity)))
+    bits = flag_bits(ctx, t)
+    log_w += sum(v for i, v in enumerate(params.flags) if bits >> i & 1)
+    return log_w + params.pageviews * pageview_value(t.pageviews)
+
+
+def log_none_reference(params: Params, ctx: CallContext) -> float:
+    return sum(p * x for p, x in zip(params.none, none_values(ctx), strict=True))
