@@ -60,7 +60,7 @@ CREATE TABLE sessions (
     user_agent  text NOT NULL DEFAULT '',
     mobile      boolean NOT NULL DEFAULT false,
     shared      boolean NOT NULL DEFAULT false,
-    returning   boolean NOT NULL DEFAULT false,
+    returning_visitor boolean NOT NULL DEFAULT false,
     pageviews   integer NOT NULL DEFAULT 1,
     last_click_to_call timestamptz,
     hidden_at   timestamptz,
@@ -121,9 +121,9 @@ CREATE TABLE call_matches (
     call_id     text NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
     session     text,
     previous    text,
-    by          text NOT NULL,
+    actor       text NOT NULL,
     at          timestamptz NOT NULL
 );
 CREATE INDEX call_matches_call ON call_matches (call_id, at);
 -- A replayed override is the same row, not a second one.
-CREATE UNIQUE INDEX call_matches_once ON call_matches (call_id, at, by);
+CREATE UNIQUE INDEX call_matches_once ON call_matches (call_id, at, actor);

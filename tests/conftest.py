@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import log
-from gateway.app import create_app
 from gateway.settings import Settings
 from tests import pg
 
@@ -74,6 +73,8 @@ class Gateway:
 
 
 async def start_gateway(settings: Settings, **kwargs: Any) -> Gateway:
+    from gateway.app import create_app
+
     app = create_app(settings, **kwargs)
     server = TestServer(app, port=0)
     client = TestClient(server)

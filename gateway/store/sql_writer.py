@@ -14,12 +14,12 @@ from gateway.store.records import CallUpdate
 
 INSERT_SESSIONS = """
 INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity, landing_url,
-                      referrer, user_agent, mobile, shared, returning, attribution)
+                      referrer, user_agent, mobile, shared, returning_visitor, attribution)
 SELECT u.id, u.visitor, u.site, u.source, u.number, to_timestamp(u.at), to_timestamp(u.at),
-       u.landing, u.referrer, u.ua, u.mobile, u.shared, u.returning, u.attribution::jsonb
+       u.landing, u.referrer, u.ua, u.mobile, u.shared, u.ret, u.attribution::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[],
             $8::text[], $9::text[], $10::bool[], $11::bool[], $12::bool[], $13::text[])
-     AS u(id, visitor, site, source, number, at, landing, referrer, ua, mobile, shared, returning,
+     AS u(id, visitor, site, source, number, at, landing, referrer, ua, mobile, shared, ret,
           attribution)
 ON CONFLICT (id) DO NOTHING
 """
@@ -69,7 +69,7 @@ ON CONFLICT DO NOTHING
 """
 
 INSERT_MATCH = """
-INSERT INTO call_matches (call_id, session, previous, by, at)
+INSERT INTO call_matches (call_id, session, previous, actor, at)
 VALUES ($1, $2, $3, $4, to_timestamp($5))
 ON CONFLICT DO NOTHING
 """
