@@ -17,19 +17,19 @@ from typing import Any
 from aiohttp import web
 
 from gateway import log
+from gateway.settings import Settings
 from gateway.store import migrate
 from gateway.store.db import create_pool
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.loader import build_engine
 from gateway.store.spool import Spool
 from gateway.store.writer import Writer
-from gateway.web import admin, ops, swap
+from gateway.web import admin, calls, ops, swap, voice
 from gateway.web.keys import METRICS, SETTINGS, STATE, State
 from gateway.web.metrics import Metrics
 from gateway.web.middleware import observe
 from gateway.web.openapi import openapi_routes
 from gateway.web.ratelimit import RateLimiter
-from gateway.settings import Settings
 
 CONFIG_PATH = web.AppKey("config_path", object)
 WRITER_DRAIN_S = 5.0  # at shutdown the writer gets this long to empty its queue into Postgres
@@ -77,7 +77,7 @@ async def _config_file(app: web.Application) -> AsyncIterator[None]:
 async def _engine(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     assert state.pool is not None
-    state.engine = await build_engine(state.pool)
+    state.use_engine(await build_engine(state.pool))
     yield
 
 
@@ -130,7 +130,7 @@ def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Ap
     app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
     app.cleanup_ctx.extend([_database, _config_file, _engine, _writer])
     app.on_shutdown.append(_stop_tasks)
-    for module in (ops, swap, admin):
+    for module in (ops, swap, admin, voice, calls):
         app.router.add_routes(module.routes())
     app.router.add_routes(openapi_routes())
     return app

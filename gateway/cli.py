@@ -51,9 +51,10 @@ def _banner(settings: Settings, admin_key: str, generated: bool) -> None:
         "'{\"site\":\"demo\",\"url\":\"https://demo.test/?gclid=abc\",\"referrer\":null}'",
     ]
     if generated:
-        lines.append(f"  admin key (generated for this run; set DNI_ADMIN_KEY to fix it): {admin_key}")
+        lines.append("  admin key (generated for this run; set DNI_ADMIN_KEY to fix it): "
+                     + admin_key)
         lines.append(f"  e.g.:     curl -s -H 'Authorization: Bearer {admin_key}' {base}/v1/sites")
-    print("\n".join(lines), flush=True)  # noqa: T201 - the operator's own terminal
+    print("\n".join(lines), flush=True)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def migrate(args: argparse.Namespace) -> int:
                 embedded.stop()
 
     applied = asyncio.run(run())
-    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'up to date'}")  # noqa: T201
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'up to date'}")
     return 0
 
 
@@ -122,7 +123,7 @@ def check_config(args: argparse.Namespace) -> int:
     from gateway.configfile import read
 
     config = read(args.path)
-    print(f"{args.path}: ok, {len(config['sites'])} site(s)")  # noqa: T201
+    print(f"{args.path}: ok, {len(config['sites'])} site(s)")
     return 0
 
 
@@ -134,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SettingsError as exc:
-        print(f"dni-gateway: invalid setting {exc}", file=sys.stderr)  # noqa: T201
+        print(f"dni-gateway: invalid setting {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         from gateway.configfile import ConfigFileError
 
         if isinstance(exc, ConfigFileError):
-            print(f"dni-gateway: {exc}", file=sys.stderr)  # noqa: T201
+            print(f"dni-gateway: {exc}", file=sys.stderr)
             return 2
         raise

@@ -10,6 +10,7 @@ is harmless because every insert is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -134,10 +135,8 @@ class Spool:
 
     def _close_quietly(self) -> None:
         if self._file is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._file.close()
-            except OSError:
-                pass
             self._file = None
             self._current = None
 

@@ -64,7 +64,8 @@ RETURNING id
 INSERT_CANDIDATES = """
 INSERT INTO call_candidates (call_id, rank, session, visitor, likelihood)
 SELECT $1, u.rank, u.session, u.visitor, u.likelihood
-FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[]) AS u(rank, session, visitor, likelihood)
+FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[])
+     AS u(rank, session, visitor, likelihood)
 ON CONFLICT DO NOTHING
 """
 

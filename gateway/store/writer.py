@@ -11,6 +11,7 @@ replayed, and every insert is idempotent so replays never duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -128,10 +129,8 @@ class Writer:
         """Flush forever; back off while the database is unavailable."""
         delay = self.flush_interval_s
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

@@ -42,8 +42,7 @@ async def _commit(request: web.Request, change: Change) -> dict[str, Any]:
                 await config_repo.lock(conn)
                 await change(conn)
                 config = await config_repo.validate_stored(conn)
-            if state.engine is not None:
-                state.engine.reconfigure(config)
+            state.reconfigure(config)
             return config
     except Conflict as exc:
         raise ApiError(409, exc.message, field=exc.field) from None

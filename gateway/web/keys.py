@@ -26,7 +26,23 @@ class State:
         self.admin_key: str = ""
         self.config_lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.ready_detail: str = "starting"
+        self.origins: frozenset[str] = frozenset()  # every site's allowed origins (CORS)
+
+    def use_engine(self, engine: Engine) -> None:
+        self.engine = engine
+        self.refresh()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Apply a new stored configuration to the live engine (keeping its state)."""
+        if self.engine is not None:
+            self.engine.reconfigure(config)
+        self.origins = frozenset(o for site in config.get("sites", [])
+                                 for o in site.get("allowed_origins", []))
+
+    def refresh(self) -> None:
+        if self.engine is not None:
+            self.origins = frozenset(o for site in self.engine.config.sites
+                                     for o in site.allowed_origins)
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -127,11 +127,52 @@ def _public_paths() -> dict[str, Any]:
     }
 
 
-EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (voice, calls, reports) register here
+FORM = {"type": "object", "additionalProperties": {"type": "string"}}
+TWIML = {"type": "string"}
+
+
+def _voice_paths() -> dict[str, Any]:
+    def twiml_op(summary: str) -> dict[str, Any]:
+        op = _op(summary, {"200": _resp("TwiML", TWIML, "application/xml")}, 400, 403, 413, 422,
+                 secured=False)
+        op["requestBody"] = {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": FORM}}}
+        op["parameters"] = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
+                             "schema": {"type": "string"}}]
+        return op
+
+    return {
+        "/v1/voice/twilio": {"post": twiml_op("Inbound call webhook: attribute and forward")},
+        "/v1/voice/twilio/status": {"post": twiml_op("Dial outcome and call status callback")},
+        "/v1/voice/twilio/whisper": {"post": twiml_op("Whisper played to the business")},
+    }
+
+
+def _call_paths() -> dict[str, Any]:
+    call = _path_param("call")
+    return {
+        "/v1/calls": {"get": _op("Call log, newest first", {"200": _resp("calls", OBJ)}, 401, 422,
+                                 params=[_query("site"), _query("source"), _query("from"),
+                                         _query("to"), _query("min_likelihood", "number"),
+                                         _query("max_likelihood", "number"),
+                                         _query("cursor"), _query("limit", "integer")])},
+        "/v1/calls/{call}": {"parameters": [call],
+                             "get": _op("A call with its candidate sessions",
+                                        {"200": _resp("call", OBJ)}, 401, 404)},
+        "/v1/calls/{call}/match": {
+            "parameters": [call],
+            "post": _op("Attach another session (override)", {"200": _resp("match", OBJ)},
+                        400, 401, 404, 413, 415, 422,
+                        body={"type": "object", "required": ["session"],
+                              "properties": {"session": {"type": "string"}}})},
+    }
+
+
+EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (reports, ui) register here
 
 
 def document() -> dict[str, Any]:
-    paths = {**_public_paths(), **_admin_paths()}
+    paths = {**_public_paths(), **_admin_paths(), **_voice_paths(), **_call_paths()}
     for extra in EXTRA_PATHS:
         paths.update(extra)
     return {

@@ -27,7 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
                 async with state.pool.acquire() as conn:
                     checks["migrations"] = not await migrate.pending(conn)
                     checks["database"] = True
-        except (OSError, TimeoutError, Exception):  # noqa: BLE001 - any failure means not ready
+        except (OSError, TimeoutError, Exception):
             checks["database"] = False
     ready = all(checks.values())
     return web.json_response(

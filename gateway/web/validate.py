@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,6 @@ def query_float(request: web.Request, name: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise ApiError(422, f"{name} must be a number", field=name) from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ApiError(422, f"{name} must be finite", field=name)
     return value

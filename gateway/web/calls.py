@@ -1,0 +1,170 @@
+"""The call log API (admin key): list calls, read one with its candidate sessions ("check for
+other sessions"), and override the attached session ("use")."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from gateway import log
+from gateway.store import calls_repo
+from gateway.web import validate
+from gateway.web.auth import require_admin
+from gateway.web.errors import ApiError
+from gateway.web.keys import STATE
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 500  # one page stays a few hundred KB at most
+CLICK_IDS = ("gclid", "gbraid", "wbraid", "msclkid", "fbclid")
+
+_log = log.get("gateway.web.calls")
+
+
+def _pool(request: web.Request) -> asyncpg.Pool:
+    pool = request.app[STATE].pool
+    if pool is None:
+        raise ApiError(503, "database not ready")
+    return pool
+
+
+def parse_time(raw: str | None, name: str) -> float | None:
+    """Epoch seconds, or an ISO 8601 date/time (UTC when no offset is given)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw) if raw.replace(".", "", 1).isdigit() else _iso(raw)
+    except ValueError:
+        raise ApiError(422, f"{name} must be epoch seconds or an ISO 8601 date", field=name) \
+            from None
+
+
+def _iso(raw: str) -> float:
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _cursor_out(row: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row["at"], row["id"]]).encode()).decode()
+
+
+def _cursor_in(raw: str | None) -> tuple[float, str] | None:
+    if not raw:
+        return None
+    try:
+        at, call_id = json.loads(base64.urlsafe_b64decode(raw.encode()))
+        if isinstance(at, int | float) and isinstance(call_id, str):
+            return float(at), call_id
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    raise ApiError(422, "cursor is not one this API returned", field="cursor")
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return PAGE_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
+        raise ApiError(422, f"limit must be 1..{PAGE_MAX}", field="limit")
+    return int(raw)
+
+
+def call_filter(request: web.Request) -> calls_repo.CallFilter:
+    q = request.query
+    return calls_repo.CallFilter(
+        site=q.get("site") or None, source=q.get("source") or None,
+        since=parse_time(q.get("from"), "from"), until=parse_time(q.get("to"), "to"),
+        min_likelihood=validate.query_float(request, "min_likelihood"),
+        max_likelihood=validate.query_float(request, "max_likelihood"),
+        before=_cursor_in(q.get("cursor")), limit=_limit(q.get("limit")),
+    )
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    require_admin(request)
+    f = call_filter(request)
+    async with _pool(request).acquire() as conn:
+        rows = await calls_repo.list_calls(conn, f)
+    nxt = _cursor_out(rows[-1]) if len(rows) == f.limit else None
+    return web.json_response({"calls": rows, "next": nxt})
+
+
+def _session_view(s: dict[str, Any] | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    attribution = s.get("attribution") or {}
+    return {
+        "session": s["id"], "visitor": s["visitor"], "source": s["source"],
+        "landing_page": s["landing_url"], "referrer": s["referrer"], "mobile": s["mobile"],
+        "shared": s["shared"], "pageviews": s["pageviews"], "started_at": s["started_at"],
+        "last_activity": s["last_activity"], "last_click_to_call": s["last_click_to_call"],
+        "utm": {k: v for k, v in attribution.items() if k.startswith("utm_")},
+        "click_ids": {k: v for k, v in attribution.items() if k in CLICK_IDS},
+    }
+
+
+async def call_view(conn: asyncpg.Connection, call_id: str) -> dict[str, Any] | None:
+    call = await calls_repo.get_call(conn, call_id)
+    if call is None:
+        return None
+    ids = [c["session"] for c in call["candidates"]]
+    details = await calls_repo.sessions(conn, ids)
+    call["candidates"] = [
+        {"session": c["session"], "visitor": c["visitor"], "likelihood": c["likelihood"],
+         "details": _session_view(details.get(c["session"]))} for c in call["candidates"]
+    ]
+    attached = _session_view(details.get(call["session"])) if call["session"] else None
+    if call["session"] and attached is None:
+        attached = _session_view((await calls_repo.sessions(conn, [call["session"]])).get(
+            call["session"]))
+    call["attached"] = attached
+    call["landing_page"] = attached["landing_page"] if attached else None
+    call["utm"] = attached["utm"] if attached else {}
+    call["click_ids"] = attached["click_ids"] if attached else {}
+    return call
+
+
+async def get_call(request: web.Request) -> web.Response:
+    require_admin(request)
+    call_id = request.match_info["call"]
+    async with _pool(request).acquire() as conn:
+        call = await call_view(conn, call_id)
+    if call is None:
+        raise ApiError(404, f"no call {call_id[:80]!r}", field="call")
+    return web.json_response(call)
+
+
+async def override(request: web.Request) -> web.Response:
+    """Attach another session to the call (the user's "use"); the engine remembers it for the
+    caller's history and the store keeps the previous match in the call's history."""
+    who = require_admin(request)
+    call_id = request.match_info["call"]
+    doc = await validate.read_object(request)
+    session = validate.string(doc, "session", max_len=64)
+    engine = request.app[STATE].engine
+    if engine is None:
+        raise ApiError(503, "engine not loaded yet")
+    result = engine.override(call_id=call_id, session=session, by=who, at=time.time())
+    records = engine.drain()
+    request.app[STATE].writer.add_durable(records)
+    _log.info("call_overridden", call_id=call_id, session=session, by=who)
+    return web.json_response(_override_view(result, records))
+
+
+def _override_view(result: Any, records: list[Any]) -> dict[str, Any]:
+    previous = next((getattr(r, "previous", None) for r in records if hasattr(r, "previous")),
+                    None)
+    return {"id": result.call_id, "session": result.match, "visitor": result.visitor,
+            "likelihood": result.likelihood, "previous": previous}
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/v1/calls", list_calls), web.get("/v1/calls/{call}", get_call),
+            web.post("/v1/calls/{call}/match", override)]
