@@ -46,7 +46,7 @@ def _banner(settings: Settings, admin_key: str, generated: bool) -> None:
     lines = [
         f"dni-gateway listening on {base}",
         f"  health:   {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics",
-        f"  API doc:  {base}/v1/openapi.json",
+        f"  API doc:  {base}/v1/openapi.json   demo page (swap.js at work): {base}/demo",
         f"  try:      curl -s -X POST {base}/v1/swap -d "
         "'{\"site\":\"demo\",\"url\":\"https://demo.test/?gclid=abc\",\"referrer\":null}'",
     ]

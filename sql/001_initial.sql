@@ -74,7 +74,8 @@ CREATE INDEX sessions_visitor ON sessions (visitor);
 
 CREATE TABLE session_events (
     session     text NOT NULL,
-    kind        text NOT NULL CHECK (kind IN ('pageview', 'ping', 'click_to_call', 'hidden')),
+    kind        text NOT NULL
+                CHECK (kind IN ('pageview', 'ping', 'click_to_call', 'hidden', 'shared')),
     at          timestamptz NOT NULL,
     -- The writer may replay a batch after a failure it cannot tell from success: the key makes
     -- a replayed event a no-op instead of a duplicate.

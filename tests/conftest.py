@@ -4,6 +4,7 @@ real socket (port 0) with an aiohttp client."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,27 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    server = pg.start_server(tmp_path_factory.mktemp("pg"))
+    data = pg.pg_dir()
+    server = pg.start_server(data)
     yield str(server.get_uri())
     server.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_admin_url: str) -> str:
+    return await pg.create_template(pg_admin_url)
 
 
 @pytest.fixture
-async def db_url(pg_admin_url: str) -> str:
+async def db_url(pg_admin_url: str, template_db: str) -> str:
+    """A fresh, migrated database for each test."""
+    return await pg.create_database(pg_admin_url, template_db)
+
+
+@pytest.fixture
+async def empty_db_url(pg_admin_url: str) -> str:
+    """A fresh database with nothing in it (migration tests)."""
     return await pg.create_database(pg_admin_url)
 
 

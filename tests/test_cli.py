@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg
+
 SERVE_START_TIMEOUT_S = 60  # first start initialises a PostgreSQL cluster (initdb)
 
 
@@ -42,7 +44,7 @@ def _postgres_pids(data_dir: Path) -> list[int]:
 @pytest.mark.slow
 def test_demo_serves_and_sigterm_leaves_no_stray_processes(tmp_path: Path) -> None:
     port = _free_port()
-    data = tmp_path / "data"
+    data = pg.pg_dir("cli")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DNI_DATA_DIR=str(data), DNI_PORT=str(port), DNI_LOG_FORMAT="json")
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--demo"], env=env,
@@ -57,12 +59,13 @@ def test_demo_serves_and_sigterm_leaves_no_stray_processes(tmp_path: Path) -> No
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert b'"number": "+1415555010' in resp.read()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        out = proc.stdout.read().decode() if proc.stdout else ""
-        assert "admin key (generated" in out
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "admin key (generated" in out.decode()
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     time.sleep(0.5)
     assert _postgres_pids(data) == []
 

@@ -9,7 +9,13 @@ from typing import Any
 
 import asyncpg
 
-from gateway.engine.records import CallRecord, MatchOverride, SessionEvent, SessionStarted
+from gateway.engine.records import (
+    SHARED_KIND,
+    CallRecord,
+    MatchOverride,
+    SessionEvent,
+    SessionStarted,
+)
 from gateway.store.records import CallUpdate
 
 INSERT_SESSIONS = """
@@ -47,9 +53,10 @@ UPDATE sessions s SET
     last_click_to_call = CASE WHEN u.last_c2c IS NULL THEN s.last_click_to_call
         ELSE greatest(s.last_click_to_call, to_timestamp(u.last_c2c)) END,
     hidden_at = CASE WHEN u.hidden IS NULL THEN s.hidden_at
-        ELSE greatest(s.hidden_at, to_timestamp(u.hidden)) END
-FROM unnest($1::text[], $2::float8[], $3::int[], $4::float8[], $5::float8[])
-     AS u(id, last_activity, pageviews, last_c2c, hidden)
+        ELSE greatest(s.hidden_at, to_timestamp(u.hidden)) END,
+    shared = s.shared OR u.shared
+FROM unnest($1::text[], $2::float8[], $3::int[], $4::float8[], $5::float8[], $6::bool[])
+     AS u(id, last_activity, pageviews, last_c2c, hidden, shared)
 WHERE s.id = u.id
 """
 
@@ -120,10 +127,13 @@ async def events(conn: asyncpg.Connection, rows: list[SessionEvent]) -> None:
     inserted = await conn.fetch(
         INSERT_EVENTS, [r.session for r in rows], [r.kind for r in rows], [r.at for r in rows]
     )
-    summary: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, None, None])
+    summary: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, None, None, False])
     for row in inserted:
         s = summary[row["session"]]
         kind, at = row["kind"], row["at"]
+        if kind == SHARED_KIND:  # the engine's note that the number became shared
+            s[4] = True
+            continue
         if kind == "hidden":
             s[3] = at if s[3] is None else max(s[3], at)
             continue
@@ -137,7 +147,7 @@ async def events(conn: asyncpg.Connection, rows: list[SessionEvent]) -> None:
         vals = list(summary.values())
         await conn.execute(
             UPDATE_SESSION_SUMMARY, ids, [v[0] for v in vals], [v[1] for v in vals],
-            [v[2] for v in vals], [v[3] for v in vals],
+            [v[2] for v in vals], [v[3] for v in vals], [v[4] for v in vals],
         )
 
 

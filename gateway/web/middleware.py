@@ -18,6 +18,7 @@ from gateway.web.keys import METRICS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
+SERVER_HEADER = "dni-gateway"  # no version or framework: nothing to fingerprint
 # A client may pass its own id for tracing; accept it only when it is short and plain.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -61,6 +62,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics.requests.labels(route, request.method, str(resp.status)).inc()
     metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
     resp.headers[REQUEST_ID_HEADER] = request_id
+    resp.headers["Server"] = SERVER_HEADER
     return resp
 
 

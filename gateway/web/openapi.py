@@ -168,11 +168,28 @@ def _call_paths() -> dict[str, Any]:
     }
 
 
+def _static_paths() -> dict[str, Any]:
+    script = {"200": _resp("the snippet (gzip when accepted; weak ETag)", {"type": "string"},
+                           "text/javascript"),
+              "304": _resp("not modified (If-None-Match matched the ETag)")}
+    return {
+        "/swap.js": {"get": _op("Website snippet; `?v=<version>` makes it immutable", script,
+                                secured=False, params=[_query("v")])},
+        "/swap.{version}.js": {"parameters": [_path_param("version")],
+                               "get": _op("Website snippet at a versioned, immutable URL",
+                                          script, secured=False)},
+        "/demo": {"get": _op("Demo customer page for the demo site",
+                             {"200": _resp("page", {"type": "string"}, "text/html")},
+                             secured=False)},
+    }
+
+
 EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (reports, ui) register here
 
 
 def document() -> dict[str, Any]:
-    paths = {**_public_paths(), **_admin_paths(), **_voice_paths(), **_call_paths()}
+    paths = {**_public_paths(), **_admin_paths(), **_voice_paths(), **_call_paths(),
+             **_static_paths()}
     for extra in EXTRA_PATHS:
         paths.update(extra)
     return {

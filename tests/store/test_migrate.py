@@ -7,8 +7,8 @@ import pytest
 from gateway.store import migrate
 
 
-async def test_migrations_apply_to_empty_database_and_are_idempotent(db_url: str) -> None:
-    conn = await asyncpg.connect(db_url)
+async def test_migrations_apply_to_empty_database_and_are_idempotent(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
     try:
         first = await migrate.apply(conn)
         assert first == [m.name for m in migrate.discover()]
@@ -22,8 +22,8 @@ async def test_migrations_apply_to_empty_database_and_are_idempotent(db_url: str
         await conn.close()
 
 
-async def test_two_instances_starting_together_apply_each_migration_once(db_url: str) -> None:
-    conns = [await asyncpg.connect(db_url) for _ in range(3)]
+async def test_two_instances_starting_together_apply_each_migration_once(empty_db_url: str) -> None:
+    conns = [await asyncpg.connect(empty_db_url) for _ in range(3)]
     try:
         results = await asyncio.gather(*(migrate.apply(c) for c in conns))
         applied = [name for r in results for name in r]
@@ -36,11 +36,11 @@ async def test_two_instances_starting_together_apply_each_migration_once(db_url:
 
 
 async def test_a_failing_migration_is_rolled_back_and_not_recorded(
-    db_url: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
     (tmp_path / "001_ok.sql").write_text("CREATE TABLE a (x int);")
     (tmp_path / "002_bad.sql").write_text("CREATE TABLE b (x int); SELECT nonsense_column;")
-    conn = await asyncpg.connect(db_url)
+    conn = await asyncpg.connect(empty_db_url)
     try:
         with pytest.raises(asyncpg.PostgresError):
             await migrate.apply(conn, tmp_path)

@@ -1,5 +1,6 @@
 """Admin API round trips and every error the foundation issue lists, against real Postgres."""
 
+import io
 from typing import Any
 
 import pytest
@@ -85,7 +86,7 @@ async def test_malformed_json_says_where(gateway: Gateway) -> None:
 
 async def test_body_over_the_limit_is_413(gateway: Gateway) -> None:
     big = b'{"key": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    resp = await gateway.client.post("/v1/sites", data=big,
+    resp = await gateway.client.post("/v1/sites", data=io.BytesIO(big),
                                      headers={**gateway.auth, "Content-Type": "application/json"})
     body = await _json(resp, 413)
     assert body["error"]["code"] == "too_large"

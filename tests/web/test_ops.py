@@ -6,7 +6,7 @@ from pathlib import Path
 from gateway.settings import Settings
 from gateway.web.openapi import document
 from tests import pg
-from tests.conftest import DEMO_CONFIG, Gateway, start_gateway
+from tests.conftest import ADMIN_KEY, DEMO_CONFIG, Gateway, start_gateway
 
 
 async def test_health_ready_and_metrics(gateway: Gateway) -> None:
@@ -51,11 +51,10 @@ async def test_every_route_is_in_the_openapi_document(gateway: Gateway) -> None:
 
 
 async def test_readiness_flips_when_the_database_goes_and_comes_back(tmp_path: Path) -> None:
-    server = await asyncio.get_running_loop().run_in_executor(
-        None, pg.Restartable, tmp_path / "pg")
+    server = await asyncio.get_running_loop().run_in_executor(None, pg.Restartable)
     url = await pg.create_database(server.url)
     settings = Settings(database_url=url, data_dir=tmp_path / "data",
-                        admin_key="k" * 20, flush_interval_s=0.05)
+                        admin_key=ADMIN_KEY, flush_interval_s=0.05)
     gw = await start_gateway(settings)
     try:
         await gw.import_config(DEMO_CONFIG)
@@ -73,4 +72,4 @@ async def test_readiness_flips_when_the_database_goes_and_comes_back(tmp_path: P
         assert (await gw.client.get("/readyz")).status == 200
     finally:
         await gw.client.close()
-        server.stop()
+        server.remove()

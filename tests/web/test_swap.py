@@ -1,6 +1,7 @@
 """The swap API over real sockets, the write-behind writer on real Postgres, and restarts."""
 
 import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import asyncpg
 from gateway.settings import Settings
 from gateway.web.keys import STATE
 from tests import pg
-from tests.conftest import DEMO_CONFIG, Gateway, start_gateway
+from tests.conftest import ADMIN_KEY, DEMO_CONFIG, Gateway, start_gateway
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
 ORIGIN = {"Origin": "https://acme.test", "User-Agent": UA}
@@ -80,8 +81,11 @@ async def test_swap_input_errors_name_the_field(gateway: Gateway) -> None:
         resp = await c.post("/v1/swap", json=body, headers=ORIGIN)
         assert resp.status == status, (body, await resp.text())
         assert (await resp.json())["error"]["field"] == field
-    resp = await c.post("/v1/swap", data=b"{nope", headers=ORIGIN)
+    resp = await c.post("/v1/swap", data=b"{nope",
+                        headers={**ORIGIN, "Content-Type": "text/plain"})
     assert resp.status == 400
+    resp = await c.post("/v1/swap", data=b"{}", headers={**ORIGIN, "Content-Type": "image/png"})
+    assert resp.status == 415
 
 
 async def test_events_are_recorded_and_checked(gateway: Gateway) -> None:
@@ -117,7 +121,7 @@ async def test_sessions_and_events_reach_postgres(gateway: Gateway, db_url: str)
     try:
         row = await conn.fetchrow("SELECT * FROM sessions WHERE id = $1", v["session"])
         assert row["number"] == v["number"] and row["source"] == "Google Ads"
-        assert row["attribution"] == {"gclid": "g1"}
+        assert json.loads(row["attribution"]) == {"gclid": "g1"}
         assert row["last_click_to_call"] is not None
         assert await conn.fetchval("SELECT count(*) FROM visitors WHERE id = $1", v["visitor"]) == 1
     finally:
@@ -126,9 +130,9 @@ async def test_sessions_and_events_reach_postgres(gateway: Gateway, db_url: str)
 
 async def test_write_behind_survives_the_database_going_away(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.run_in_executor(None, pg.Restartable, tmp_path / "pg")
+    server = await loop.run_in_executor(None, pg.Restartable)
     url = await pg.create_database(server.url)
-    settings = Settings(database_url=url, data_dir=tmp_path / "data", admin_key="k" * 20,
+    settings = Settings(database_url=url, data_dir=tmp_path / "data", admin_key=ADMIN_KEY,
                         flush_interval_s=0.05)
     gw = await start_gateway(settings)
     try:
@@ -144,7 +148,7 @@ async def test_write_behind_survives_the_database_going_away(tmp_path: Path) -> 
         assert got == ids
     finally:
         await gw.client.close()
-        server.stop()
+        server.remove()
 
 
 async def test_restart_keeps_numbers_and_live_reservations(settings: Settings) -> None:

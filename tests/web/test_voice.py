@@ -21,7 +21,7 @@ from gateway.carriers.twilio import Secrets, signature_valid
 from gateway.settings import Settings
 from gateway.web.keys import STATE
 from tests import pg
-from tests.conftest import DEMO_CONFIG, Gateway, start_gateway
+from tests.conftest import ADMIN_KEY, DEMO_CONFIG, Gateway, start_gateway
 from tests.web.test_swap import swap, wait_for
 
 TOKEN = "twilio-token-1"
@@ -187,9 +187,9 @@ async def test_call_log_filters_and_paginates(gateway: Gateway, db_url: str) -> 
 
 async def test_call_is_forwarded_while_postgres_is_down(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.run_in_executor(None, pg.Restartable, tmp_path / "pg")
+    server = await loop.run_in_executor(None, pg.Restartable)
     url = await pg.create_database(server.url)
-    settings = Settings(database_url=url, data_dir=tmp_path / "data", admin_key="k" * 20,
+    settings = Settings(database_url=url, data_dir=tmp_path / "data", admin_key=ADMIN_KEY,
                         public_url=PUBLIC, twilio_auth_tokens=(TOKEN,), flush_interval_s=0.05)
     gw = await start_gateway(settings)
     try:
@@ -207,7 +207,7 @@ async def test_call_is_forwarded_while_postgres_is_down(tmp_path: Path) -> None:
                               v["session"]) == v["session"]
     finally:
         await gw.client.close()
-        server.stop()
+        server.remove()
 
 
 def _free_port() -> int:
@@ -223,7 +223,7 @@ async def test_kill_9_right_after_answering_loses_no_call(db_url: str, tmp_path:
     config.write_text(Path(__file__).parents[2].joinpath("gateway/demo.toml").read_text())
     env = {**os.environ, "DATABASE_URL": db_url, "DNI_DATA_DIR": str(data),
            "DNI_PORT": str(port), "DNI_TWILIO_AUTH_TOKEN": TOKEN, "DNI_PUBLIC_URL": PUBLIC,
-           "DNI_ADMIN_KEY": "k" * 20, "DNI_FLUSH_INTERVAL": "5"}  # slow flush: only the spool
+           "DNI_ADMIN_KEY": ADMIN_KEY, "DNI_FLUSH_INTERVAL": "5"}  # slow flush: only the spool
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -248,7 +248,7 @@ async def test_kill_9_right_after_answering_loses_no_call(db_url: str, tmp_path:
         assert await conn.fetchval("SELECT count(*) FROM calls") == 0  # only the spool had it
     finally:
         await conn.close()
-    settings = Settings(database_url=db_url, data_dir=data, admin_key="k" * 20)
+    settings = Settings(database_url=db_url, data_dir=data, admin_key=ADMIN_KEY)
     gw = await start_gateway(settings)  # the next start replays the spool
     try:
         assert await wait_for(db_url, "SELECT count(*) FROM calls WHERE id = 'CA900'", 1) == 1
