@@ -60,3 +60,15 @@ class Metrics:
                                        "Time to attribute a call", ["carrier"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(LiveState(read_live))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; label children are cached (prometheus' labels() is not free)."""
+        key = (route, method, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (self.requests.labels(route, method, str(status)),
+                    self.latency.labels(route, method))
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)

@@ -3,6 +3,7 @@ errors turn into JSON responses (no stack trace ever reaches a client)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -18,11 +19,21 @@ from gateway.web.keys import METRICS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
-SERVER_HEADER = "dni-gateway"  # no version or framework: nothing to fingerprint
+SERVER_HEADER = "dni-gateway"
+# Metric labels take the method only from this set, so made-up methods cannot grow the series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # no version or framework: nothing to fingerprint
 # A client may pass its own id for tracing; accept it only when it is short and plain.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 _log = log.get("gateway.web")
+# Request ids correlate log lines; they need to be unique, not secret: a per-process random
+# prefix and a counter cost far less than a fresh random token per request.
+_ID_PREFIX = secrets.token_hex(4)
+_ids = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def _route_name(request: web.Request) -> str:
@@ -49,18 +60,16 @@ def _http_error(exc: web.HTTPException) -> web.StreamResponse:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _CLIENT_ID.match(given) else secrets.token_hex(8)
-    structlog.contextvars.clear_contextvars()
+    request_id = given if _CLIENT_ID.match(given) else _new_request_id()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
         resp = await _guarded(request, handler)
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
-    route = _route_name(request)
-    metrics = request.app[METRICS]
-    metrics.requests.labels(route, request.method, str(resp.status)).inc()
-    metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    request.app[METRICS].observe_request(_route_name(request), method, resp.status,
+                                         time.perf_counter() - started)
     resp.headers[REQUEST_ID_HEADER] = request_id
     resp.headers["Server"] = SERVER_HEADER
     return resp

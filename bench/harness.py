@@ -1,0 +1,101 @@
+"""Shared pieces of the HTTP benchmarks: start the real gateway and a bare aiohttp baseline as
+separate processes on loopback, drive them with wrk, parse its figures.
+
+Every figure is a ratio against a baseline measured in the same run with the same load tool,
+because this machine is shared and absolute times drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ADMIN_KEY = "bench-admin-key-0123456789"
+READY_TIMEOUT_S = 120  # first start runs initdb for the embedded database
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready")
+
+
+@contextmanager
+def gateway(config: Path, env_extra: dict[str, str] | None = None,
+            data_dir: Path | None = None) -> Iterator[str]:
+    """The real gateway (`dni-gateway serve`) on the embedded database; yields its base URL."""
+    port = free_port()
+    data = data_dir or Path(tempfile.mkdtemp(prefix="dni-bench-"))
+    data.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DNI_DATA_DIR=str(data), DNI_PORT=str(port), DNI_ADMIN_KEY=ADMIN_KEY,
+               DNI_LOG_LEVEL="warning", DNI_LOG_FORMAT="json", DNI_SWAP_RATE="1000000")
+    env.update(env_extra or {})
+    proc = subprocess.Popen([PY, "-m", "gateway", "serve", "--config", str(config)], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base + "/readyz", proc)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@contextmanager
+def bare(kind: str) -> Iterator[str]:
+    """The baseline: a bare aiohttp handler on uvloop returning a canned answer."""
+    port = free_port()
+    proc = subprocess.Popen([PY, str(ROOT / "bench" / "bare_server.py"), kind, str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base + "/healthz", proc)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int, threads: int = 1) -> dict[str, float]:
+    """Run wrk; return requests/s, mean latency (ms), non-2xx count and socket errors."""
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+         str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+            "socket_errors": float(sum(int(x) for x in errors.groups())) if errors else 0.0}
+
+
+def post_json(url: str, doc: object, headers: dict[str, str] | None = None) -> object:
+    req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - loopback
+        return json.loads(r.read() or b"null")
