@@ -5,7 +5,7 @@ timeline, in the same order, plus the likelihood that none of them made the call
 sum to 1.
 
 The model is a conditional logit over candidates, read as competing hazards. Each candidate
-session gets a weight = its hazard of calling *now* (calls per second), the product of
+session gets a weight = its hazard of calling *now*, the product of
 - a recency hazard h(gap), gap = seconds since the session's last activity, a piecewise-linear
   log-hazard in log(1 + gap) (live pinging tabs sit at gap < 30 s; the curve then falls through
   "just left", "within the hour", "hours to days");
@@ -14,11 +14,12 @@ session gets a weight = its hazard of calling *now* (calls per second), the prod
   neither (mobile callers almost always tap or switch away), the number shared with another
   session, the caller ID's history with this visitor (or with someone else), a returning visitor
   (and live right now), and pages viewed (engagement).
-"None of these" gets the rate of calls from people never shown the number (noise), raised when
-the caller has called before without matching any candidate. Normalising the weights gives the
-posterior over candidates. Parameters live in `params.json` (versioned) and are fitted by
-maximum likelihood on simulated calls (`python -m scoring.fit`), which also makes the
-likelihoods calibrated.
+"None of these" gets the rate of calls from people never shown the number (noise), which grows
+with the number's exposure (a power of the candidate count: people pass on numbers they saw),
+changed when the caller has called before without matching any candidate or withholds the ID.
+Normalising the weights gives the posterior over candidates. Parameters live in `params.json`
+(versioned; weights are log hazards relative to the noise base) and are fitted by maximum
+likelihood on simulated calls (`python -m scoring.fit`), which also makes them calibrated.
 
 `score` is the hot path (engine.call with 1,000 candidates in well under 1 ms): lookups in
 precomputed tables, one `math.log1p` per candidate, no allocation besides the result.
@@ -60,7 +61,7 @@ FLAGS = (
     "returning",  # the visitor has had earlier sessions on the site
     "returning_live",  # ... and this session is live now
 )
-NONE_FEATURES = ("base", "caller_seen_before", "withheld")
+NONE_FEATURES = ("base", "caller_seen_before", "withheld", "log_candidates")
 
 
 class ParamsError(ValueError):
@@ -151,9 +152,10 @@ def pageview_value(pageviews: int) -> float:
     return math.log(min(max(pageviews, 1), PAGEVIEWS_CAP))
 
 
-def none_values(ctx: CallContext) -> tuple[float, ...]:
+def none_values(ctx: CallContext, candidates: int) -> tuple[float, ...]:
     """Covariates of the "none of these" option, in NONE_FEATURES order."""
-    return (1.0, float(ctx.caller_seen_before), float(ctx.caller is None))
+    exposure = math.log(candidates) if candidates > 0 else 0.0
+    return (1.0, float(ctx.caller_seen_before), float(ctx.caller is None), exposure)
 
 
 N_BUCKETS = int(math.log1p(MAX_GAP_S) * STEPS_PER_E) + 1
@@ -191,6 +193,7 @@ class Model:
     none_base: float
     none_seen: float
     none_withheld: float
+    none_exposure: float  # exponent of the candidate count
 
     @classmethod
     def compile(cls, params: Params) -> Model:
@@ -201,9 +204,10 @@ class Model:
         pv = tuple(
             math.exp(params.pageviews * pageview_value(n)) for n in range(PAGEVIEWS_CAP + 1)
         )
+        base, seen, withheld, exposure = params.none
         return cls(
             params, tuple(recency), tuple(math.exp(f) for f in params.flags), pv,
-            *(math.exp(v) for v in params.none),
+            math.exp(base), math.exp(seen), math.exp(withheld), exposure,
         )
 
 
@@ -233,7 +237,9 @@ def use(params: Params) -> Iterator[Model]:
         _current = previous
 
 
-def score(ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | None = None) -> Scores:
+def score(  # noqa: PLR0912, PLR0915 - the hot loop is inlined on purpose (module docstring)
+    ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | None = None
+) -> Scores:
     """Likelihood of each candidate session, and of none of them, for the call in `ctx`."""
     m = _current if model is None else model
     at = ctx.at
@@ -244,7 +250,7 @@ def score(ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | Non
     f_nomatch = f_other if ctx.caller_seen_before else 1.0
     pv_table = m.pageviews
     log1p = math.log1p
-    weights = []
+    weights: list[float] = []
     append = weights.append
     total = 0.0
     for t in timelines:
@@ -285,6 +291,8 @@ def score(ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | Non
         append(w)
         total += w
     none = m.none_base
+    if weights:
+        none *= math.exp(m.none_exposure * math.log(len(weights)))
     if ctx.caller_seen_before:
         none *= m.none_seen
     if ctx.caller is None:
@@ -303,5 +311,6 @@ def log_weight_reference(params: Params, ctx: CallContext, t: Timeline) -> float
     return log_w + params.pageviews * pageview_value(t.pageviews)
 
 
-def log_none_reference(params: Params, ctx: CallContext) -> float:
-    return sum(p * x for p, x in zip(params.none, none_values(ctx), strict=True))
+def log_none_reference(params: Params, ctx: CallContext, candidates: int) -> float:
+    values = none_values(ctx, candidates)
+    return sum(p * x for p, x in zip(params.none, values, strict=True))

@@ -1,0 +1,79 @@
+"""The simulator end to end through the real engine: determinism, targets, the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scoring import simulate
+from scoring.simulate import Report, Row, run_scenario
+
+SMALL = {"daily_visitors": 300.0, "call_rate": 0.05}
+
+
+def _without_timing(report: Report) -> Report:
+    rows = tuple(replace(r, call_us=0.0, visit_us=0.0) for r in report.rows)
+    return replace(report, rows=rows, seconds=0.0)
+
+
+def test_same_seed_same_report() -> None:
+    a = run_scenario("default", (20, None), days=3, seed=4, **SMALL)
+    b = run_scenario("default", (20, None), days=3, seed=4, **SMALL)
+    assert _without_timing(a) == _without_timing(b)
+    c = run_scenario("default", (20, None), days=3, seed=5, **SMALL)
+    assert _without_timing(c) != _without_timing(a)
+
+
+def test_report_figures_are_consistent() -> None:
+    rep = run_scenario("default", (10, 100, None), days=4, seed=2, **SMALL)
+    by = {r.ratio: r for r in rep.rows}
+    assert rep.visitors > 1000
+    assert by[10].numbers > by[100].numbers
+    for r in rep.rows:
+        assert r.calls > 30
+        assert 0.0 <= r.accuracy <= 1.0
+        assert 0.0 <= r.ece <= 1.0
+        assert r.soon_calls <= r.calls
+    unlimited = by[None]
+    assert unlimited.shared_visitors == 0.0
+    assert unlimited.accuracy >= by[100].accuracy
+    assert by[100].shared_visitors > by[10].shared_visitors
+
+
+def test_engine_beats_last_visitor_shown_on_crowded_pools() -> None:
+    rep = run_scenario("default", 60, days=7, seed=3, **SMALL)
+    row: Row = rep.rows[0]
+    assert row.accuracy >= row.last_shown - 0.005
+    assert row.bayes >= row.accuracy - 0.05
+
+
+def test_main_prints_the_table_and_writes_json(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    code = simulate.main(["--days", "2", "--visitors", "200", "--ratio", "20", "--quiet",
+                          "--json", str(out), "--scenario", "mobile-heavy"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "scenario mobile-heavy" in printed
+    assert "unlimited" in printed
+    data = json.loads(out.read_text())
+    assert data[0]["scenario"] == "mobile-heavy"
+    assert [r["ratio"] for r in data[0]["rows"]] == [20, None]
+
+
+def test_main_plot_is_optional(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "acc.png"
+    assert simulate.main(["--days", "1", "--visitors", "100", "--ratio", "20", "--quiet",
+                          "--no-unlimited", "--plot", str(png)]) == 0
+    err = capsys.readouterr().err
+    assert png.exists() or "matplotlib is not installed" in err
+
+
+def test_progress_goes_to_the_callback() -> None:
+    lines: list[str] = []
+    run_scenario("desktop-short", 20, days=1, seed=1, progress=lines.append, daily_visitors=100)
+    assert lines
+    assert lines[-1].startswith("[1/1] desktop-short 1/20")
