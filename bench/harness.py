@@ -45,6 +45,17 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} not ready")
 
 
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `grace_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 @contextmanager
 def gateway(config: Path, env_extra: dict[str, str] | None = None,
             data_dir: Path | None = None) -> Iterator[str]:
@@ -54,17 +65,19 @@ def gateway(config: Path, env_extra: dict[str, str] | None = None,
     data.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DNI_DATA_DIR=str(data), DNI_PORT=str(port), DNI_ADMIN_KEY=ADMIN_KEY,
-               DNI_LOG_LEVEL="warning", DNI_LOG_FORMAT="json", DNI_SWAP_RATE="1000000")
+               DNI_LOG_LEVEL="info", DNI_LOG_FORMAT="json", DNI_SWAP_RATE="1000000")
     env.update(env_extra or {})
+    log = open(data / "gateway.log", "ab")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([PY, "-m", "gateway", "serve", "--config", str(config)], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + "/readyz", proc)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
+        log.close()
+        print(f"(gateway log: {data / 'gateway.log'})", file=sys.stderr)
 
 
 @contextmanager
@@ -78,8 +91,7 @@ def bare(kind: str) -> Iterator[str]:
         wait_ready(base + "/healthz", proc)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 def wrk(url: str, script: Path, seconds: int, connections: int, threads: int = 1) -> dict[str, float]:

@@ -85,7 +85,8 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     settings, state = app[SETTINGS], app[STATE]
     spool = Spool(settings.spool_dir)
     spool.open()
-    state.writer = Writer(state.pool, spool, settings.flush_interval_s)
+    state.writer = Writer(state.pool, spool, settings.flush_interval_s,
+                          fsync_before_answer=settings.spool_fsync_before_answer)
     replayed = await state.writer.flush()  # what a previous run left on disk goes in first
     if replayed:
         _log.info("spool_replayed", records=replayed)
@@ -93,6 +94,7 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    await state.writer.settle()
     drained = await state.writer.drain(WRITER_DRAIN_S)
     if not drained:
         state.writer.spill_remaining()

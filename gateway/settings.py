@@ -52,6 +52,7 @@ class Settings:
     sip_trunks: tuple[str, ...] = ()
     sip_termination: str | None = None
     sip_unknown_policy: str = "reject"
+    spool_fsync_before_answer: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -151,4 +152,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sip_trunks=_cidrs(env, "DNI_SIP_TRUNKS"),
         sip_termination=env.get("DNI_SIP_TERMINATION") or None,
         sip_unknown_policy=_choice(env, "DNI_SIP_UNKNOWN", "reject", ("reject", "drop")),
+        spool_fsync_before_answer=_choice(env, "DNI_SPOOL_FSYNC", "background",
+                                          ("background", "before_answer")) == "before_answer",
     )

@@ -94,6 +94,7 @@ CREATE TABLE calls (
     session     text,
     visitor     text,
     likelihood  double precision,
+    candidate_count integer NOT NULL DEFAULT 0,  -- all candidates; call_candidates keeps the best
     carrier     text NOT NULL DEFAULT 'twilio',
     status      text,
     dial_status text,

@@ -11,7 +11,7 @@ CALL_COLUMNS = """
 c.id, c.site, c.source, c.to_number, c.caller, c.forward_to, extract(epoch FROM c.at)::float8 AS at,
 c.session, c.visitor, c.likelihood, c.carrier, c.status, c.dial_status, c.duration,
 c.recording_url, c.matched_by, extract(epoch FROM c.matched_at)::float8 AS matched_at,
-(SELECT count(*) FROM call_candidates cc WHERE cc.call_id = c.id) AS candidate_count
+c.candidate_count
 """
 
 SESSION_COLUMNS = """

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.engine.records import CallRecord
+
+# A person reviewing a call looks at a handful of other sessions; past the best 50 the
+# likelihoods are negligible, and keeping them all would make a 1,000-candidate call cost
+# 1,000 rows. The engine still knows every candidate (an override may pick any session).
+MAX_STORED_CANDIDATES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +23,10 @@ class CallUpdate:
     dial_status: str | None = None
     duration: int | None = None
     recording_url: str | None = None
+
+
+def for_storage(record: Any) -> Any:
+    """The record as the spool and Postgres keep it (candidates capped, best first)."""
+    if isinstance(record, CallRecord) and len(record.candidates) > MAX_STORED_CANDIDATES:
+        return replace(record, candidates=record.candidates[:MAX_STORED_CANDIDATES])
+    return record

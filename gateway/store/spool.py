@@ -42,10 +42,13 @@ class SpoolError(Exception):
     """The spool could not be written (disk full, unwritable directory)."""
 
 
+FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in RECORD_TYPES.values()}
+
+
 def encode(record: Any) -> str:
-    doc = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-    if isinstance(record, CallRecord):
-        doc["candidates"] = [dataclasses.astuple(c) for c in record.candidates]
+    doc = {name: getattr(record, name) for name in FIELD_NAMES[type(record)]}
+    if type(record) is CallRecord:
+        doc["candidates"] = [(c.session, c.visitor, c.likelihood) for c in record.candidates]
     return json.dumps({"t": TYPE_NAMES[type(record)], "r": doc}, separators=(",", ":"))
 
 
@@ -88,8 +91,8 @@ class Spool:
         self._next += 1
         return path
 
-    def append(self, records: list[Any]) -> None:
-        """Append and fsync; raise SpoolError when the disk refuses."""
+    def write(self, records: list[Any]) -> None:
+        """Append to the open segment (in the OS cache, not yet durable: see `sync`)."""
         if not records:
             return
         data = "".join(encode(r) + "\n" for r in records).encode()
@@ -99,10 +102,26 @@ class Spool:
                 self._file = open(self._current, "ab")  # noqa: SIM115 - kept open across calls
             self._file.write(data)
             self._file.flush()
-            os.fsync(self._file.fileno())
         except OSError as exc:
             self._close_quietly()
             raise SpoolError(f"spool write failed: {exc}") from exc
+
+    def sync(self) -> None:
+        """fsync the open segment: everything written so far survives a crash."""
+        f = self._file
+        if f is None:
+            return
+        try:
+            os.fsync(f.fileno())
+        except ValueError:
+            return  # closed meanwhile by `rotate`, which fsyncs before it closes
+        except OSError as exc:
+            raise SpoolError(f"spool fsync failed: {exc}") from exc
+
+    def append(self, records: list[Any]) -> None:
+        """Write and fsync in one go (used where blocking is fine: tests, shutdown)."""
+        self.write(records)
+        self.sync()
 
     def write_segment(self, records: list[Any]) -> Path:
         """Spill a whole batch into a new closed segment (bounded memory when the db is down)."""
@@ -119,7 +138,10 @@ class Spool:
         return path
 
     def rotate(self) -> list[Path]:
-        """Close the open segment; return every closed segment, oldest first."""
+        """Close the open segment (fsync'd first); return every closed segment, oldest first."""
+        if self._file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                os.fsync(self._file.fileno())
         self._close_quietly()
         return self.segments()
 

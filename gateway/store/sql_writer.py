@@ -60,19 +60,21 @@ FROM unnest($1::text[], $2::float8[], $3::int[], $4::float8[], $5::float8[], $6:
 WHERE s.id = u.id
 """
 
-INSERT_CALL = """
+INSERT_CALLS = """
 INSERT INTO calls (id, site, source, to_number, caller, forward_to, at, session, visitor,
-                   likelihood, matched_at)
-VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, to_timestamp($7))
+                   likelihood, matched_at, candidate_count)
+SELECT u.id, u.site, u.source, u.to_number, u.caller, u.forward_to, to_timestamp(u.at),
+       u.session, u.visitor, u.likelihood, to_timestamp(u.at), u.n
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::float8[], $8::text[], $9::text[], $10::float8[], $11::int[])
+     AS u(id, site, source, to_number, caller, forward_to, at, session, visitor, likelihood, n)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
 INSERT_CANDIDATES = """
 INSERT INTO call_candidates (call_id, rank, session, visitor, likelihood)
-SELECT $1, u.rank, u.session, u.visitor, u.likelihood
-FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[])
-     AS u(rank, session, visitor, likelihood)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::float8[])
 ON CONFLICT DO NOTHING
 """
 
@@ -152,20 +154,26 @@ async def events(conn: asyncpg.Connection, rows: list[SessionEvent]) -> None:
 
 
 async def calls(conn: asyncpg.Connection, rows: list[CallRecord]) -> None:
-    for r in rows:
-        new = await conn.fetchval(
-            INSERT_CALL, r.call_id, r.site, r.source, r.to, r.caller, r.forward_to, r.at,
-            r.match, r.visitor, r.likelihood,
-        )
-        if new is None:
-            continue  # already recorded (retried webhook, replayed spool)
-        c = r.candidates
-        if c:
-            await conn.execute(
-                INSERT_CANDIDATES, r.call_id, list(range(len(c))), [x.session for x in c],
-                [x.visitor for x in c], [x.likelihood for x in c],
-            )
-        await conn.execute(INSERT_MATCH, r.call_id, r.match, None, "auto", r.at)
+    """Insert new calls, then the candidates and the first match of those really inserted
+    (a retried webhook or a replayed spool inserts nothing twice)."""
+    if not rows:
+        return
+    inserted = {r["id"] for r in await conn.fetch(
+        INSERT_CALLS,
+        [r.call_id for r in rows], [r.site for r in rows], [r.source for r in rows],
+        [r.to for r in rows], [r.caller for r in rows], [r.forward_to for r in rows],
+        [r.at for r in rows], [r.match for r in rows], [r.visitor for r in rows],
+        [r.likelihood for r in rows],
+        [getattr(r, "candidate_count", len(r.candidates)) for r in rows],
+    )}
+    fresh = [r for r in rows if r.call_id in inserted]
+    cand = [(r.call_id, rank, c.session, c.visitor, c.likelihood)
+            for r in fresh for rank, c in enumerate(r.candidates)]
+    if cand:
+        await conn.execute(INSERT_CANDIDATES, *[list(col) for col in zip(*cand, strict=True)])
+    if fresh:
+        await conn.executemany(INSERT_MATCH, [(r.call_id, r.match, None, "auto", r.at)
+                                              for r in fresh])
 
 
 async def overrides(conn: asyncpg.Connection, rows: list[MatchOverride]) -> None:

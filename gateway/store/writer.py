@@ -28,7 +28,7 @@ from gateway.engine.records import (
     SessionStarted,
 )
 from gateway.store import sql_writer
-from gateway.store.records import CallUpdate
+from gateway.store.records import CallUpdate, for_storage
 from gateway.store.spool import Spool, SpoolError
 
 MAX_PENDING = 200_000  # ~100 MB of records at most in memory before spilling to disk
@@ -40,8 +40,10 @@ _log = log.get("gateway.store.writer")
 
 
 class Writer:
-    def __init__(self, pool: asyncpg.Pool | None, spool: Spool, flush_interval_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool | None, spool: Spool, flush_interval_s: float,
+                 fsync_before_answer: bool = False) -> None:
         self.pool = pool
+        self.fsync_before_answer = fsync_before_answer
         self.spool = spool
         self.flush_interval_s = flush_interval_s
         self.pending: list[Any] = []
@@ -52,6 +54,10 @@ class Writer:
         self.flushed_total = 0
         self.spool_errors = 0
         self.healthy = True
+        self._write_seq = 0  # durable writes handed to the spool so far
+        self._synced_seq = 0  # the last of them an fsync has covered
+        self._sync: tuple[asyncio.Future[None], int] | None = None  # fsync running, covers
+        self._sync_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -62,19 +68,68 @@ class Writer:
         if len(self.pending) >= MAX_PENDING:
             self._spill()
 
-    def add_durable(self, records: list[Any]) -> bool:
-        """Queue `records` and fsync them to the spool first; False if the spool refused
-        (the records are still queued in memory and the caller carries on: fail open)."""
+    async def add_durable(self, records: list[Any]) -> bool:
+        """Queue `records` and write them to the spool before returning; False if the disk
+        refused (the records stay queued in memory and the caller carries on: fail open).
+
+        Once written, the records are in the kernel: they survive the process being killed.
+        An fsync (one for all concurrent callers: group commit, run in a thread so the event
+        loop keeps answering) makes them survive a power loss too. By default it starts at
+        once and the answer does not wait for it (a few ms of exposure to a machine crash);
+        with `fsync_before_answer` the caller waits for it."""
+        records = [for_storage(r) for r in records]
         self.pending.extend(records)
         try:
-            self.spool.append(records)
+            self.spool.write(records)
         except SpoolError as exc:
-            self.spool_errors += 1
-            _log.error("spool_write_failed", error=str(exc), records=len(records))
-            return False
+            return self._spool_failed(exc, records)
         if self.spool._current is not None:
             self._memory_segments.add(self.spool._current)
+        if not self.fsync_before_answer:
+            task = asyncio.get_running_loop().create_task(self._background_sync(records))
+            self._sync_tasks.add(task)
+            task.add_done_callback(self._sync_tasks.discard)
+            return True
+        try:
+            await self._group_sync()
+        except SpoolError as exc:
+            return self._spool_failed(exc, records)
         return True
+
+    async def settle(self) -> None:
+        """Wait for background fsyncs still running (shutdown)."""
+        await asyncio.gather(*self._sync_tasks, return_exceptions=True)
+
+    async def _background_sync(self, records: list[Any]) -> None:
+        try:
+            await self._group_sync()
+        except SpoolError as exc:
+            self._spool_failed(exc, records)
+
+    def _spool_failed(self, exc: SpoolError, records: list[Any]) -> bool:
+        self.spool_errors += 1
+        _log.error("spool_write_failed", error=str(exc), records=len(records))
+        return False
+
+    async def _group_sync(self) -> None:
+        """Return once an fsync that began after our write has completed. One fsync runs at a
+        time, in a thread; every write made before it began rides on it (group commit)."""
+        self._write_seq += 1
+        mine = self._write_seq
+        while self._synced_seq < mine:
+            if self._sync is None:
+                covers = self._write_seq
+                future = asyncio.get_running_loop().run_in_executor(None, self.spool.sync)
+                self._sync = (future, covers)
+            future, covers = self._sync
+            try:
+                await asyncio.shield(future)
+            finally:
+                # A finished future is awaited without yielding: settle it here, not in a
+                # callback, or this loop could spin before the callback ever runs.
+                if self._sync is not None and self._sync[0] is future:
+                    self._sync = None
+            self._synced_seq = max(self._synced_seq, covers)
 
     def _spill(self) -> None:
         try:

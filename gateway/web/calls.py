@@ -153,7 +153,7 @@ async def override(request: web.Request) -> web.Response:
         raise ApiError(503, "engine not loaded yet")
     result = engine.override(call_id=call_id, session=session, by=who, at=time.time())
     records = engine.drain()
-    request.app[STATE].writer.add_durable(records)
+    await request.app[STATE].writer.add_durable(records)
     _log.info("call_overridden", call_id=call_id, session=session, by=who)
     return web.json_response(_override_view(result, records))
 

@@ -101,7 +101,7 @@ async def inbound(request: web.Request) -> web.Response:
         return _rejected(call_id, to, "unknown number", request)
     decided = time.perf_counter() - started
     records = engine.drain()
-    durable = state.writer.add_durable(records) if records else True
+    durable = await state.writer.add_durable(records) if records else True
     _log_call(request, call, decided, durable, retried=not records)
     return _twiml(twilio.forward(_forward(request, info, call, caller)))
 
@@ -146,7 +146,7 @@ async def status(request: web.Request) -> web.Response:
         duration=_int(form.get("DialCallDuration") or form.get("CallDuration")),
         recording_url=(form.get("RecordingUrl") or None),
     )
-    request.app[STATE].writer.add_durable([update])
+    await request.app[STATE].writer.add_durable([update])
     _log.info("call_status", call_id=call_id, status=update.status, dial=update.dial_status,
               duration=update.duration)
     return _twiml(twilio.empty())
