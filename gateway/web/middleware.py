@@ -19,9 +19,9 @@ from gateway.web.keys import METRICS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
-SERVER_HEADER = "dni-gateway"
+SERVER_HEADER = "dni-gateway"  # no version or framework: nothing to fingerprint
 # Metric labels take the method only from this set, so made-up methods cannot grow the series.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # no version or framework: nothing to fingerprint
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A client may pass its own id for tracing; accept it only when it is short and plain.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
