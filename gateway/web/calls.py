@@ -148,14 +148,22 @@ async def override(request: web.Request) -> web.Response:
     call_id = request.match_info["call"]
     doc = await validate.read_object(request)
     session = validate.string(doc, "session", max_len=64)
-    engine = request.app[STATE].engine
-    if engine is None:
+    assert session is not None
+    return web.json_response(await apply_override(request.app, call_id, session, who))
+
+
+async def apply_override(app: web.Application, call_id: str, session: str,
+                         who: str) -> dict[str, Any]:
+    """The user's "use": attach `session` to the call, durably, through the engine (which
+    remembers it for the caller's history). Shared by the API and the dashboard."""
+    state = app[STATE]
+    if state.engine is None or state.writer is None:
         raise ApiError(503, "engine not loaded yet")
-    result = engine.override(call_id=call_id, session=session, by=who, at=time.time())
-    records = engine.drain()
-    await request.app[STATE].writer.add_durable(records)
+    result = state.engine.override(call_id=call_id, session=session, by=who, at=time.time())
+    records = state.engine.drain()
+    await state.writer.add_durable(records)
     _log.info("call_overridden", call_id=call_id, session=session, by=who)
-    return web.json_response(_override_view(result, records))
+    return _override_view(result, records)
 
 
 def _override_view(result: Any, records: list[Any]) -> dict[str, Any]:
