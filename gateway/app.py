@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway import log
+from gateway.engine.records import CallRecord
 from gateway.settings import Settings
+from gateway.sip.server import SipConfig, SipServer
 from gateway.store import migrate
 from gateway.store.db import create_pool
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.loader import build_engine
+from gateway.store.records import CallUpdate
 from gateway.store.spool import Spool
 from gateway.store.writer import Writer
 from gateway.web import admin, calls, ops, static, swap, voice
@@ -102,6 +105,34 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     state.writer.spool.close()
 
 
+def _sip_persist(state: State) -> Callable[[list[Any]], bool]:
+    """SIP call records go to the spool like webhook ones, marked as carried over SIP."""
+
+    def persist(records: list[Any]) -> bool:
+        assert state.writer is not None
+        marks = [CallUpdate(r.call_id, r.at, status="redirected", carrier="sip")
+                 for r in records if isinstance(r, CallRecord)]
+        return state.writer.add_durable_nowait([*records, *marks])
+
+    return persist
+
+
+async def _sip(app: web.Application) -> AsyncIterator[None]:
+    settings, state = app[SETTINGS], app[STATE]
+    if settings.sip_port is None:
+        yield
+        return
+    config = SipConfig(termination=settings.sip_termination, trunks=settings.sip_trunks,
+                       reject_unknown=settings.sip_unknown_policy == "reject",
+                       history_info=settings.sip_history_info,
+                       rate_per_source=settings.sip_rate_per_source)
+    server = SipServer(config, lambda: state.engine, _sip_persist(state))
+    state.sip = server
+    state.sip_address = await server.start(settings.sip_host or settings.host, settings.sip_port)
+    yield
+    await server.stop()
+
+
 async def _stop_tasks(app: web.Application) -> None:
     tasks = list(app[STATE].tasks)
     for t in tasks:
@@ -118,6 +149,7 @@ def _live(state: State) -> dict[str, Any]:
         "writer_last_flush_seconds": writer.last_flush_s if writer else 0,
         "writer_spool_errors": writer.spool_errors if writer else 0,
         "writer_healthy": int(writer.healthy) if writer else 0,
+        "sip": state.sip,
     }
 
 
@@ -130,7 +162,7 @@ def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Ap
     app[CONFIG_PATH] = config_path
     app[METRICS] = Metrics(lambda: _live(state))
     app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
-    app.cleanup_ctx.extend([_database, _config_file, _engine, _writer])
+    app.cleanup_ctx.extend([_database, _config_file, _engine, _writer, _sip])
     app.on_shutdown.append(_stop_tasks)
     for module in (ops, swap, admin, voice, calls, static):
         app.router.add_routes(module.routes())

@@ -19,6 +19,7 @@ DEFAULT_DATA_DIR = ".dni-data"  # relative to the working directory: the demo st
 MAX_BODY_BYTES = 1024 * 1024  # admin imports of a few thousand numbers fit; swap bodies are < 8 KiB
 SWAP_RATE_PER_MINUTE = 120  # a person browsing makes well under 2 page loads a second
 FLUSH_INTERVAL_S = 0.2  # write-behind batch period: design.md says every ~100-250 ms
+SIP_RATE_PER_SOURCE = 5000  # requests/s one trunk address may send: above the 4,000/s bench
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM (k8s default is 30 s)
 
 
@@ -52,6 +53,8 @@ class Settings:
     sip_trunks: tuple[str, ...] = ()
     sip_termination: str | None = None
     sip_unknown_policy: str = "reject"
+    sip_history_info: bool = False
+    sip_rate_per_source: int = SIP_RATE_PER_SOURCE
     spool_fsync_before_answer: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -130,7 +133,8 @@ def _admin_key(env: Mapping[str, str]) -> str | None:
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad variable."""
     env = os.environ if env is None else env
-    sip_port = _int(env, "DNI_SIP_PORT", 0, 0, 65535) or None
+    # Unset: no SIP listener. 0: an ephemeral port (tests); the bound port is logged.
+    sip_port = None if not env.get("DNI_SIP_PORT") else _int(env, "DNI_SIP_PORT", 0, 0, 65535)
     return Settings(
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
         data_dir=Path(env.get("DNI_DATA_DIR") or DEFAULT_DATA_DIR),
@@ -152,6 +156,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sip_trunks=_cidrs(env, "DNI_SIP_TRUNKS"),
         sip_termination=env.get("DNI_SIP_TERMINATION") or None,
         sip_unknown_policy=_choice(env, "DNI_SIP_UNKNOWN", "reject", ("reject", "drop")),
+        sip_history_info=_choice(env, "DNI_SIP_HISTORY_INFO", "off", ("on", "off")) == "on",
+        sip_rate_per_source=_int(env, "DNI_SIP_RATE", SIP_RATE_PER_SOURCE, 1, 1_000_000),
         spool_fsync_before_answer=_choice(env, "DNI_SPOOL_FSYNC", "background",
                                           ("background", "before_answer")) == "before_answer",
     )

@@ -23,6 +23,7 @@ class CallUpdate:
     dial_status: str | None = None
     duration: int | None = None
     recording_url: str | None = None
+    carrier: str | None = None  # "twilio" (the column's default), "sip"...
 
 
 def for_storage(record: Any) -> Any:

@@ -56,6 +56,8 @@ def decode(line: str) -> Any:
     doc = json.loads(line)
     cls = RECORD_TYPES[doc["t"]]
     fields = doc["r"]
+    if cls is CallUpdate:  # written before the carrier field existed: absent means None
+        fields.setdefault("carrier", None)
     if cls is CallRecord:
         fields["candidates"] = tuple(CandidateRecord(*c) for c in fields["candidates"])
     if cls is SessionStarted:

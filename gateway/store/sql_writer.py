@@ -94,7 +94,7 @@ WHERE id = $1 AND (matched_at IS NULL OR matched_at <= to_timestamp($5))
 APPLY_UPDATE = """
 UPDATE calls SET status = coalesce($2, status), dial_status = coalesce($3, dial_status),
     duration = coalesce($4, duration), recording_url = coalesce($5, recording_url),
-    updated_at = now()
+    carrier = coalesce($6, carrier), updated_at = now()
 WHERE id = $1
 """
 
@@ -186,5 +186,6 @@ async def call_updates(conn: asyncpg.Connection, rows: list[CallUpdate]) -> None
     if rows:
         await conn.executemany(
             APPLY_UPDATE,
-            [(r.call_id, r.status, r.dial_status, r.duration, r.recording_url) for r in rows],
+            [(r.call_id, r.status, r.dial_status, r.duration, r.recording_url, r.carrier)
+             for r in rows],
         )

@@ -57,7 +57,7 @@ class Writer:
         self._write_seq = 0  # durable writes handed to the spool so far
         self._synced_seq = 0  # the last of them an fsync has covered
         self._sync: tuple[asyncio.Future[None], int] | None = None  # fsync running, covers
-        self._sync_tasks: set[asyncio.Task[None]] = set()
+        self._bg_sync: asyncio.Task[None] | None = None
 
     @property
     def depth(self) -> int:
@@ -68,6 +68,34 @@ class Writer:
         if len(self.pending) >= MAX_PENDING:
             self._spill()
 
+    def add_durable_nowait(self, records: list[Any]) -> bool:
+        """`add_durable` for callers that cannot wait (the SIP datagram path): written to the
+        spool now (survives a process kill), fsync'd in the background at once."""
+        written = self._write_spool(records)
+        if written is None:
+            return False
+        self._sync_in_background(written)
+        return True
+
+    def _write_spool(self, records: list[Any]) -> list[Any] | None:
+        """Queue and write to the spool; the stored records, or None if the disk refused."""
+        records = [for_storage(r) for r in records]
+        self.pending.extend(records)
+        try:
+            self.spool.write(records)
+        except SpoolError as exc:
+            self._spool_failed(exc, records)
+            return None
+        if self.spool._current is not None:
+            self._memory_segments.add(self.spool._current)
+        self._write_seq += 1
+        return records
+
+    def _sync_in_background(self, records: list[Any]) -> None:
+        """One background task keeps fsyncing while writes are ahead of the last fsync."""
+        if self._bg_sync is None or self._bg_sync.done():
+            self._bg_sync = asyncio.get_running_loop().create_task(self._background_sync())
+
     async def add_durable(self, records: list[Any]) -> bool:
         """Queue `records` and write them to the spool before returning; False if the disk
         refused (the records stay queued in memory and the caller carries on: fail open).
@@ -77,45 +105,38 @@ class Writer:
         loop keeps answering) makes them survive a power loss too. By default it starts at
         once and the answer does not wait for it (a few ms of exposure to a machine crash);
         with `fsync_before_answer` the caller waits for it."""
-        records = [for_storage(r) for r in records]
-        self.pending.extend(records)
-        try:
-            self.spool.write(records)
-        except SpoolError as exc:
-            return self._spool_failed(exc, records)
-        if self.spool._current is not None:
-            self._memory_segments.add(self.spool._current)
         if not self.fsync_before_answer:
-            task = asyncio.get_running_loop().create_task(self._background_sync(records))
-            self._sync_tasks.add(task)
-            task.add_done_callback(self._sync_tasks.discard)
-            return True
+            return self.add_durable_nowait(records)
+        records = self._write_spool(records)
+        if records is None:
+            return False
         try:
-            await self._group_sync()
+            await self._group_sync(self._write_seq)
         except SpoolError as exc:
             return self._spool_failed(exc, records)
         return True
 
     async def settle(self) -> None:
-        """Wait for background fsyncs still running (shutdown)."""
-        await asyncio.gather(*self._sync_tasks, return_exceptions=True)
+        """Wait for the background fsync still running (shutdown)."""
+        if self._bg_sync is not None:
+            await asyncio.gather(self._bg_sync, return_exceptions=True)
 
-    async def _background_sync(self, records: list[Any]) -> None:
-        try:
-            await self._group_sync()
-        except SpoolError as exc:
-            self._spool_failed(exc, records)
+    async def _background_sync(self) -> None:
+        while self._synced_seq < self._write_seq:
+            try:
+                await self._group_sync(self._write_seq)
+            except SpoolError as exc:
+                self._spool_failed(exc, [])
+                return
 
     def _spool_failed(self, exc: SpoolError, records: list[Any]) -> bool:
         self.spool_errors += 1
         _log.error("spool_write_failed", error=str(exc), records=len(records))
         return False
 
-    async def _group_sync(self) -> None:
-        """Return once an fsync that began after our write has completed. One fsync runs at a
-        time, in a thread; every write made before it began rides on it (group commit)."""
-        self._write_seq += 1
-        mine = self._write_seq
+    async def _group_sync(self, mine: int) -> None:
+        """Return once an fsync that began after write number `mine` has completed. One fsync
+        runs at a time, in a thread; every write made before it began rides on it."""
         while self._synced_seq < mine:
             if self._sync is None:
                 covers = self._write_seq

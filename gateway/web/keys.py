@@ -27,6 +27,8 @@ class State:
         self.config_lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.origins: frozenset[str] = frozenset()  # every site's allowed origins (CORS)
+        self.sip: Any = None  # gateway.sip.server.SipServer when DNI_SIP_PORT is set
+        self.sip_address: tuple[str, int] | None = None
 
     def use_engine(self, engine: Engine) -> None:
         self.engine = engine

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # Buckets from 0.5 ms to 2.5 s: swap answers in ~1 ms, the call budget is well under a second.
@@ -42,6 +42,32 @@ class LiveState(Collector):
                             ("writer_healthy", "1 when the last flush succeeded"),
                             ("engine_sessions", "Sessions held in memory")):
             yield GaugeMetricFamily(f"dni_{name}", help_, value=float(snap.get(name, 0)))
+        if snap.get("sip") is not None:
+            yield from _sip_metrics(snap["sip"])
+
+
+def _sip_metrics(sip: Any) -> Iterator[Any]:
+    c, stats = sip.counters, sip.layer.stats
+    requests = CounterMetricFamily("dni_sip_requests", "SIP requests by method", labels=["method"])
+    for method, n in sorted(c.requests.items()):
+        requests.add_metric([method], n)
+    yield requests
+    responses = CounterMetricFamily("dni_sip_responses", "SIP responses sent by status",
+                                    labels=["status"])
+    for status, n in sorted(c.responses.items()):
+        responses.add_metric([str(status)], n)
+    yield responses
+    for name, value, help_ in (
+        ("refused", c.refused, "Requests from sources outside DNI_SIP_TRUNKS"),
+        ("rate_limited", c.rate_limited, "Requests over the per-source rate limit"),
+        ("spool_failures", c.spool_failures, "Call records the spool refused (call forwarded)"),
+        ("retransmissions", stats.retransmitted_responses, "Responses sent again"),
+        ("timeouts", stats.timeouts, "Final responses never ACKed (Timer H)"),
+        ("malformed", stats.malformed, "Messages that did not parse"),
+        ("dropped", stats.dropped, "Messages dropped without a reply"),
+    ):
+        yield CounterMetricFamily(f"dni_sip_{name}", help_, value=value)
+    yield GaugeMetricFamily("dni_sip_transactions", "Live SIP transactions", value=len(sip.layer))
 
 
 class Metrics:
