@@ -108,13 +108,14 @@ def ack_for(request: bytes, to_tag: str) -> bytes:
     text = request.decode().split("\r\n\r\n", 1)[0]
     lines = []
     for line in text.split("\r\n"):
-        if line.startswith("INVITE "):
-            line = "ACK " + line[len("INVITE "):]
-        elif line.startswith("To:"):
-            line = f"{line};tag={to_tag}"
-        elif line.startswith("CSeq:"):
-            line = line.replace("INVITE", "ACK")
-        elif line.startswith(("Content-Type", "Content-Length", "Contact")):
+        if line.startswith(("Content-Type", "Content-Length", "Contact")):
             continue
-        lines.append(line)
+        if line.startswith("INVITE "):
+            lines.append("ACK " + line[len("INVITE "):])
+        elif line.startswith("To:"):
+            lines.append(f"{line};tag={to_tag}")
+        elif line.startswith("CSeq:"):
+            lines.append(line.replace("INVITE", "ACK"))
+        else:
+            lines.append(line)
     return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
