@@ -24,6 +24,10 @@ from scoring.model import score
 # Candidates kept on a call, best first: the call log's "other sessions" list. Past the first
 # hundred the likelihoods are negligible and would only cost storage on every call.
 MAX_LISTED_CANDIDATES = 100
+# Candidates written into each CallRecord for the store: the call log shows the best ones
+# ("check for other sessions"); past 20 the likelihoods round to zero. A frozen record per
+# candidate is the costliest part of a call at thousands of calls a second.
+RECORDED_CANDIDATES = 20
 DEFAULT_CALL_RETENTION_S = 30 * 86400.0  # calls of a source no longer configured: 30 days
 MAX_CALLER_HISTORY = 50  # latest calls kept per caller and site: ample for people, bounded for bots
 PRUNE_STEP = 8  # stale sessions examined per append to a number's shown list (amortised O(1))
@@ -33,7 +37,7 @@ class CallEntry:
     """A call the engine has attributed (mutable: overrides change the match)."""
 
     __slots__ = ("at", "call_id", "caller", "candidates", "forward_to", "likelihood", "match",
-                 "site", "source", "to", "visitor")
+                 "site", "source", "to", "total", "visitor")
 
     def __init__(self, call_id: str, *, site: str, source: str, to: str, caller: str | None,
                  forward_to: str, at: float) -> None:
@@ -48,10 +52,12 @@ class CallEntry:
         self.visitor: str | None = None
         self.likelihood: float | None = None
         self.candidates: tuple[Candidate, ...] = ()
+        self.total = 0  # candidates scored (the listed ones are the best of them)
 
-    def attach(self, ranked: Sequence[Candidate]) -> None:
+    def attach(self, ranked: Sequence[Candidate], total: int | None = None) -> None:
         """Keep the ranked candidates and attach the best one."""
         self.candidates = tuple(ranked[:MAX_LISTED_CANDIDATES])
+        self.total = total if total is not None else len(ranked)
         if self.candidates:
             self.match, self.visitor, self.likelihood = self.candidates[0]
 
@@ -63,7 +69,8 @@ class CallEntry:
         return CallRecord(
             self.call_id, self.site, self.source, self.to, self.caller, self.forward_to, self.at,
             self.match, self.visitor, self.likelihood,
-            tuple(CandidateRecord(*c) for c in self.candidates),
+            tuple(CandidateRecord(*c) for c in self.candidates[:RECORDED_CANDIDATES]),
+            self.total,
         )
 
 
@@ -128,14 +135,18 @@ def remember(slot: NumberSlot, session: Session, at: float) -> None:
             shown.append(head)  # started long ago but still active: look again later
 
 
-def rank(slot: NumberSlot, ctx: CallContext, history: Sequence[CallEntry]) -> list[Candidate]:
-    """Score the number's candidates and return them best first (deterministic tie-breaks)."""
+def rank(slot: NumberSlot, ctx: CallContext,
+         history: Sequence[CallEntry]) -> tuple[list[Candidate], int]:
+    """Score the number's candidates; return the best MAX_LISTED_CANDIDATES, best first
+    (deterministic tie-breaks), and how many were scored."""
     sessions, timelines = _candidates(slot, ctx.at, history)
     if not sessions:
-        return []
+        return [], 0
     likelihoods = score(ctx, timelines).likelihoods
     order = _best_first(sessions, likelihoods)
-    return [Candidate(sessions[i].id, sessions[i].visitor, likelihoods[i]) for i in order]
+    new = tuple.__new__  # a NamedTuple's own constructor is a Python function: 3x slower
+    return [new(Candidate, (sessions[i].id, sessions[i].visitor, likelihoods[i]))
+            for i in order], len(sessions)
 
 
 def _candidates(slot: NumberSlot, at: float,

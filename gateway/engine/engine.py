@@ -149,7 +149,7 @@ class Engine:
         history = self._calls.history(entry.site, entry.caller)
         if source.config.kind == "online":
             ctx = CallContext(at, entry.caller, source.idle, bool(history))
-            entry.attach(calls.rank(slot, ctx, history))
+            entry.attach(*calls.rank(slot, ctx, history))
         self._calls.keep(entry, self._now, self._call_retention)
         self._records.append(entry.record())
         return entry.result()

@@ -71,7 +71,8 @@ class CallRecord:
     match: str | None
     visitor: str | None
     likelihood: float | None
-    candidates: tuple[CandidateRecord, ...]  # best first, at most MAX_LISTED_CANDIDATES
+    candidates: tuple[CandidateRecord, ...]  # best first, at most RECORDED_CANDIDATES
+    candidate_count: int = 0  # every candidate scored (the record keeps the best of them)
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,7 +164,7 @@ async def calls(conn: asyncpg.Connection, rows: list[CallRecord]) -> None:
         [r.to for r in rows], [r.caller for r in rows], [r.forward_to for r in rows],
         [r.at for r in rows], [r.match for r in rows], [r.visitor for r in rows],
         [r.likelihood for r in rows],
-        [getattr(r, "candidate_count", len(r.candidates)) for r in rows],
+        [max(r.candidate_count, len(r.candidates)) for r in rows],
     )}
     fresh = [r for r in rows if r.call_id in inserted]
     cand = [(r.call_id, rank, c.session, c.visitor, c.likelihood)

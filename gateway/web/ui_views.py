@@ -114,6 +114,14 @@ def figure(value: Any, kind: str) -> str:
         return str(value)
 
 
+def change_text(change: Any) -> str:
+    """The pool change a verdict asks for: "+2 numbers", "-1 number", "no change"."""
+    if not isinstance(change, int | float) or change == 0:
+        return "no change"
+    n = int(change)
+    return f"{n:+d} number{'s' * (abs(n) != 1)}"
+
+
 def figures(source: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, formatted value) of each figure the report gives for a source."""
     return [(label, figure(source[key], kind)) for key, label, kind in FIGURES if key in source]
@@ -121,7 +129,7 @@ def figures(source: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def install(env: jinja2.Environment) -> None:
     env.filters.update(time=fmt_time, iso=iso, phone=phone, percent=percent,
-                       status=call_status)
+                       status=call_status, change=change_text)
     env.globals.update(likelihood=ui_charts.likelihood_bar, band=ui_charts.band,
                        verdict_class=lambda v: VERDICT_CLASS.get(v, "other"))
 
@@ -175,10 +183,10 @@ def timeline(details: Mapping[str, Any] | None) -> list[tuple[float, str]]:
     """A session's visit as (time, what happened) rows, oldest first."""
     if not details:
         return []
-    rows = [(details[k], label) for k, label in TIMELINE_KINDS if details.get(k) is not None]
     views = details.get("pageviews") or 0
-    if views:
-        rows.insert(1, (details["started_at"], f"{views} pageview{'s' * (views != 1)}"))
+    said = {"started_at": f"landed ({views} pageview{'s' * (views != 1)} in all)"}
+    rows = [(details[k], said.get(k, label)) for k, label in TIMELINE_KINDS
+            if details.get(k) is not None]
     return sorted(rows, key=lambda r: r[0])
 
 

@@ -122,7 +122,9 @@ def test_candidate_list_is_capped() -> None:
     c = e.call(to=ADS[0], caller=None, call_id="CA-many", at=5000.0)
     assert len(c.candidates) == calls_module.MAX_LISTED_CANDIDATES
     (record,) = [r for r in e.drain() if isinstance(r, CallRecord)]
-    assert len(record.candidates) == calls_module.MAX_LISTED_CANDIDATES
+    assert len(record.candidates) == calls_module.RECORDED_CANDIDATES
+    assert record.candidates[0].session == c.candidates[0].session
+    assert record.candidate_count == calls_module.MAX_LISTED_CANDIDATES + 20
 
 
 def test_calls_are_idempotent_per_call_id() -> None:

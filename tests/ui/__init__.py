@@ -1,0 +1,1 @@
+"""Dashboard tests: HTTP-level (auth, CSRF, rendering) and in Debian chromium (Playwright)."""
