@@ -54,12 +54,16 @@ class CallEntry:
         self.candidates: tuple[Candidate, ...] = ()
         self.total = 0  # candidates scored (the listed ones are the best of them)
 
-    def attach(self, ranked: Sequence[Candidate], total: int | None = None) -> None:
-        """Keep the ranked candidates and attach the best one."""
+    def attach(self, ranked: Sequence[Candidate], total: int | None = None,
+               likelihood: float | None = None) -> None:
+        """Keep the ranked candidates and attach the best one; `likelihood` is its visitor's
+        (the sum over that visitor's sessions), defaulting to the session's own."""
         self.candidates = tuple(ranked[:MAX_LISTED_CANDIDATES])
         self.total = total if total is not None else len(ranked)
         if self.candidates:
             self.match, self.visitor, self.likelihood = self.candidates[0]
+            if likelihood is not None:
+                self.likelihood = likelihood
 
     def result(self) -> Call:
         return Call(self.call_id, self.site, self.source, self.forward_to, self.match,
@@ -136,17 +140,30 @@ def remember(slot: NumberSlot, session: Session, at: float) -> None:
 
 
 def rank(slot: NumberSlot, ctx: CallContext,
-         history: Sequence[CallEntry]) -> tuple[list[Candidate], int]:
-    """Score the number's candidates; return the best MAX_LISTED_CANDIDATES, best first
-    (deterministic tie-breaks), and how many were scored."""
+         history: Sequence[CallEntry]) -> tuple[list[Candidate], int, float | None]:
+    """Score the number's candidates; return the best MAX_LISTED_CANDIDATES best first, how
+    many were scored, and the likelihood that the first one's visitor made the call.
+
+    A person, not a session, makes a call: a visitor with two sessions on the number (a
+    return visit) has the sum of their likelihoods. Candidates are ranked by their visitor's
+    sum, then their own likelihood, then recency and id (deterministic), so the attached
+    session is the likeliest session of the likeliest visitor, and the call's likelihood is
+    that visitor's sum: the figure that is calibrated against who really called."""
     sessions, timelines = _candidates(slot, ctx.at, history)
     if not sessions:
-        return [], 0
+        return [], 0, None
     likelihoods = score(ctx, timelines).likelihoods
-    order = _best_first(sessions, likelihoods)
+    totals: dict[str, float] = {}
+    for s, lik in zip(sessions, likelihoods, strict=True):
+        totals[s.visitor] = totals.get(s.visitor, 0.0) + lik
+    if len(totals) == len(sessions):
+        order = _best_first(sessions, likelihoods)
+    else:
+        order = _best_first_by_visitor(sessions, likelihoods, totals)
     new = tuple.__new__  # a NamedTuple's own constructor is a Python function: 3x slower
-    return [new(Candidate, (sessions[i].id, sessions[i].visitor, likelihoods[i]))
-            for i in order], len(sessions)
+    ranked = [new(Candidate, (sessions[i].id, sessions[i].visitor, likelihoods[i]))
+              for i in order]
+    return ranked, len(sessions), min(1.0, totals[sessions[order[0]].visitor])
 
 
 def _candidates(slot: NumberSlot, at: float,
@@ -177,6 +194,15 @@ def _candidates(slot: NumberSlot, at: float,
         sessions.append(s)
         timelines.append(t)
     return sessions, timelines
+
+
+def _best_first_by_visitor(sessions: list[Session], likelihoods: Sequence[float],
+                           totals: dict[str, float]) -> list[int]:
+    """Like `_best_first`, but ranked by the visitor's summed likelihood first."""
+    order = sorted(range(len(sessions)), key=lambda i: (
+        -totals[sessions[i].visitor], -likelihoods[i], -sessions[i].last_activity,
+        sessions[i].id))
+    return order[:MAX_LISTED_CANDIDATES]
 
 
 def _best_first(sessions: list[Session], likelihoods: Sequence[float]) -> list[int]:

@@ -253,3 +253,27 @@ def test_override_rejects_a_session_of_another_site() -> None:
     e.call(to=ADS[0], caller=None, call_id="CA-s", at=2.0)
     with pytest.raises(UnknownSession):
         e.override(call_id="CA-s", session=stranger.session)  # type: ignore[arg-type]
+
+
+def test_a_visitor_with_two_sessions_is_ranked_by_their_sum(monkeypatch: pytest.MonkeyPatch,
+                                                             ) -> None:
+    """A return visit gives one person two sessions on the number: the call goes to the
+    person with the largest summed likelihood, through their likeliest session."""
+    e = engine(config(numbers=[ADS[0]]))
+    first = ad_visit(e, 0.0)
+    other = ad_visit(e, 10.0)
+    again = ad_visit(e, 3 * IDLE, visitor=first.visitor)  # the same person, a new session
+    assert again.session != first.session and again.number == ADS[0]
+    fixed = {first.session: 0.25, again.session: 0.25, other.session: 0.4}
+
+    def scores(timelines: list[Timeline]) -> model.Scores:
+        values = tuple(fixed[t.session] for t in timelines)
+        return model.Scores(values, 1.0 - sum(values))
+
+    monkeypatch.setattr(calls_module, "score", Spy(scores))
+    c = e.call(to=ADS[0], caller=CALLER, call_id="CA-sum", at=3 * IDLE + 60.0)
+    assert c.visitor == first.visitor
+    assert c.match in (first.session, again.session)
+    assert c.likelihood == pytest.approx(0.5)
+    assert [x.visitor for x in c.candidates] == [first.visitor, first.visitor, other.visitor]
+    assert c.candidates[0].session == c.match
