@@ -27,7 +27,7 @@ from gateway.store.loader import build_engine
 from gateway.store.records import CallUpdate
 from gateway.store.spool import Spool
 from gateway.store.writer import Writer
-from gateway.web import admin, calls, ops, static, swap, ui, voice
+from gateway.web import admin, calls, ops, reports, static, swap, ui, voice
 from gateway.web.keys import METRICS, SETTINGS, STATE, State
 from gateway.web.metrics import Metrics
 from gateway.web.middleware import observe
@@ -164,7 +164,7 @@ def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Ap
     app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
     app.cleanup_ctx.extend([_database, _config_file, _engine, _writer, _sip])
     app.on_shutdown.append(_stop_tasks)
-    for module in (ops, swap, admin, voice, calls, static, ui):
+    for module in (ops, swap, admin, voice, calls, reports, static, ui):
         app.router.add_routes(module.routes())
     app.router.add_routes(openapi_routes())
     return app

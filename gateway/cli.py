@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway import log
+from gateway import log, report_cli
 from gateway.settings import Settings, SettingsError, from_env
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations and exit")
     check = sub.add_parser("check-config", help="validate a site config file and exit")
     check.add_argument("path", type=Path)
+    report_cli.add_parser(sub)
     return p
 
 
@@ -47,6 +48,7 @@ def _banner(settings: Settings, admin_key: str, generated: bool) -> None:
         f"dni-gateway listening on {base}",
         f"  health:   {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics",
         f"  API doc:  {base}/v1/openapi.json   demo page (swap.js at work): {base}/demo",
+        f"  dashboard: {base}/ui  (sign in with the admin key)",
         f"  try:      curl -s -X POST {base}/v1/swap -d "
         "'{\"site\":\"demo\",\"url\":\"https://demo.test/?gclid=abc\",\"referrer\":null}'",
     ]
@@ -127,7 +129,8 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": serve, "migrate": migrate, "check-config": check_config}
+COMMANDS = {"serve": serve, "migrate": migrate, "check-config": check_config,
+            "report": report_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

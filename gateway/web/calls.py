@@ -52,7 +52,8 @@ def _iso(raw: str) -> float:
     return value.timestamp()
 
 
-def _cursor_out(row: dict[str, Any]) -> str:
+def cursor_out(row: dict[str, Any]) -> str:
+    """The opaque cursor continuing after `row` (also used by the dashboard's page links)."""
     return base64.urlsafe_b64encode(json.dumps([row["at"], row["id"]]).encode()).decode()
 
 
@@ -92,7 +93,7 @@ async def list_calls(request: web.Request) -> web.Response:
     f = call_filter(request)
     async with _pool(request).acquire() as conn:
         rows = await calls_repo.list_calls(conn, f)
-    nxt = _cursor_out(rows[-1]) if len(rows) == f.limit else None
+    nxt = cursor_out(rows[-1]) if len(rows) == f.limit else None
     return web.json_response({"calls": rows, "next": nxt})
 
 

@@ -184,12 +184,26 @@ def _static_paths() -> dict[str, Any]:
     }
 
 
+def _report_paths() -> dict[str, Any]:
+    report = {"200": {"description": "per source: the figures, verdict, change and reason",
+                      "content": {"application/json": {"schema": OBJ},
+                                  "text/csv": {"schema": {"type": "string"}}}}}
+    return {
+        "/v1/reports/accuracy": {"get": _op(
+            "Accuracy report: more numbers, fewer, or just right, per source", report,
+            401, 404, 422, 503,
+            params=[_query("site"), _query("from"), _query("to"),
+                    _query("threshold", "number"), _query("target", "number"),
+                    _query("replay", "boolean"), _query("format")])},
+    }
+
+
 EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (reports, ui) register here
 
 
 def document() -> dict[str, Any]:
     paths = {**_public_paths(), **_admin_paths(), **_voice_paths(), **_call_paths(),
-             **_static_paths()}
+             **_static_paths(), **_report_paths()}
     for extra in EXTRA_PATHS:
         paths.update(extra)
     return {

@@ -134,7 +134,7 @@ class Dashboard:
                status: int = 200, **context: Any) -> web.Response:
         csrf = self.auth(request).csrf(session.nonce) if session else ""
         text = self.env.get_template(template).render(
-            signed_in=session is not None, csrf=csrf, path=request.path, **context)
+            signed_in=session is not None, csrf=csrf, **context)
         return web.Response(text=text, status=status, content_type="text/html",
                             charset="utf-8")
 
@@ -182,6 +182,11 @@ class Dashboard:
             return self._error(request, session, exc.status, exc.message)
         except EngineError as exc:
             return self._error(request, session, exc.status_hint, exc.message)
+        except web.HTTPException:
+            raise
+        except Exception:  # a page, not the API's JSON, even when something is broken
+            _log.exception("ui_page_failed", path=request.path)
+            return self._error(request, session, 500, "Internal error; see the gateway log.")
 
     # -- sign-in ----------------------------------------------------------------------------
 
@@ -211,7 +216,8 @@ class Dashboard:
         if not isinstance(given, str) or not key_matches(given.strip(),
                                                          request.app[STATE].admin_key):
             _log.warning("ui_signin_refused")
-            return _harden(self._signin_page(request, nxt, 401, "That key is not right."))
+            # 403, not 401: a form has no WWW-Authenticate challenge to offer (RFC 9110 15.5.2).
+            return _harden(self._signin_page(request, nxt, 403, "That key is not right."))
         resp = _redirect(safe_next(nxt))
         auth.set_session(resp, auth.issue())
         _log.info("ui_signed_in")
@@ -262,7 +268,7 @@ class Dashboard:
         for row in rows:
             row["landing_page"] = (details.get(row["session"]) or {}).get("landing_url")
         # The API's own cursor, so a page link is the same cursor `GET /v1/calls` hands out.
-        nxt = calls._cursor_out(rows[-1]) if len(rows) == f.limit else None
+        nxt = calls.cursor_out(rows[-1]) if len(rows) == f.limit else None
         return rows, nxt
 
     async def call_detail(self, request: web.Request, session: UiSession) -> web.StreamResponse:
@@ -293,17 +299,24 @@ class Dashboard:
         engine = _engine(request)
         sites = engine.config.sites
         site = request.query.get("site") or (sites[0].key if sites else "")
-        error, found, status = "", None, 200
+        if site not in {s.key for s in sites}:
+            raise ApiError(404, "There is no site with this key.")
+        found, error, status = None, "", 200
+        period = _period_form(request.query)
         try:
             since, until = ui_views.report_period(request.query, time.time())
-            found = await reports.accuracy_report(_pool(request), engine.config, site=site,
-                                                  since=since, until=until)
         except ValueError as exc:
             error, status = str(exc), 422
+        else:
+            period = ui_views.period_form(since, until)
+            try:
+                found = await reports.accuracy_report(_pool(request), engine.config, site=site,
+                                                      since=since, until=until)
+            except reports.ReportError as exc:
+                error, status = exc.message, exc.status
         return self.render(request, "report.html", session, status=status, nav="report",
                            sites=sites, site=site, error=error, report=found,
-                           sources=ui_views.report_sources(found or {}),
-                           period=_period_form(request.query))
+                           sources=ui_views.report_sources(found or {}), period=period)
 
     async def sources(self, request: web.Request, session: UiSession) -> web.StreamResponse:
         engine = _engine(request)

@@ -8,6 +8,7 @@ idea of the reader's zone; every time carries the "UTC" mark and a machine-reada
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import jinja2
 import phonenumbers
 
 from gateway.engine.config import Config, SourceConfig
-from gateway.engine.rules import rule_to_dict
+from gateway.engine.rules import implicit_rules, rule_to_dict
 from gateway.web import ui_charts
 
 DAY_S = 86400
@@ -37,15 +38,20 @@ TIMELINE_KINDS = (  # (session field, what the row says), in the order a visit h
 VERDICT_CLASS = {"more numbers": "more", "fewer numbers": "fewer", "just right": "right"}
 # The accuracy report's figures in the order the page lists them: (key, label, format).
 FIGURES = (
+    ("days", "Days measured", "float"),
+    ("sessions", "Sessions", "int"),
     ("daily_visitors", "Visitors a day", "float"),
     ("pool_size", "Numbers in the pool", "int"),
     ("guideline_pool", "Guideline pool (1 per 20 daily visitors)", "int"),
     ("recommended_pool", "Recommended pool", "int"),
-    ("peak_hour_sessions", "Sessions in the peak hour", "float"),
+    ("peak_hour", "Busiest hour", "hour"),
+    ("peak_hour_sessions", "New sessions in the busiest hour", "float"),
     ("mean_reservation_s", "Mean reservation", "seconds"),
     ("offered_load_erlangs", "Offered load (Erlangs)", "float"),
     ("erlang_b_blocking", "Erlang B blocking at peak", "percent"),
-    ("shared_share", "Visits shown a shared number", "percent"),
+    ("recommended_blocking", "Erlang B blocking at the recommended pool", "percent"),
+    ("peak_blocked_share", "New visitors at peak who found the pool full", "percent"),
+    ("shared_share", "Sessions on a shared number", "percent"),
     ("calls", "Calls", "int"),
     ("single_candidate_share", "Calls with a single candidate", "percent"),
     ("mean_likelihood", "Mean likelihood", "percent"),
@@ -53,22 +59,25 @@ FIGURES = (
     ("predicted_accuracy_now", "Predicted accuracy now", "percent"),
     ("predicted_accuracy_at_recommended", "Predicted accuracy at the recommended pool",
      "percent"),
-    ("calls_per_number", "Calls per number", "float"),
-    ("unused_numbers", "Numbers without calls", "int"),
+    ("calls_per_number", "Calls per number", "numbers"),
+    ("unused_numbers", "Numbers without calls", "numbers"),
 )
 
 
 # -- filters ---------------------------------------------------------------------------------
 
 
-def fmt_time(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
+def fmt_time(epoch: float | str | None) -> str:
+    """Epoch seconds as `2026-11-28 14:03:05 UTC` (text passes through as given)."""
+    if epoch is None or isinstance(epoch, str):
+        return epoch or "-"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def iso(epoch: float | None) -> str:
-    return "" if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+def iso(epoch: float | str | None) -> str:
+    if epoch is None or isinstance(epoch, str):
+        return epoch or ""
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def fmt_duration(seconds: int | None) -> str:
@@ -100,16 +109,26 @@ def call_status(call: Mapping[str, Any]) -> str:
     return " ".join(p for p in (duration, status) if p) or "-"
 
 
+def _numbers(value: Any) -> str:
+    """Phone numbers (a list) or calls per number (a dict) as one line."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{phone(str(n))}: {k}" for n, k in value.items()) or "none"
+    return ", ".join(phone(str(n)) for n in value) or "none"
+
+
+_FORMATS: dict[str, Any] = {
+    "int": lambda v: f"{v:,.0f}", "float": lambda v: f"{v:,.2f}",
+    "percent": lambda v: percent(v, 1), "seconds": lambda v: f"{v / 60:.1f} min",
+    "hour": lambda v: f"{int(v):02d}:00-{(int(v) + 1) % 24:02d}:00 UTC", "numbers": _numbers,
+}
+
+
 def figure(value: Any, kind: str) -> str:
     """One figure of the accuracy report, formatted by its kind (see FIGURES)."""
     if value is None:
         return "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or "none"
-    formats = {"int": lambda v: f"{v:,.0f}", "float": lambda v: f"{v:,.2f}",
-               "percent": lambda v: percent(v, 1), "seconds": lambda v: f"{v / 60:.1f} min"}
     try:
-        return formats[kind](value)
+        return str(_FORMATS[kind](value))
     except (TypeError, ValueError):
         return str(value)
 
@@ -191,11 +210,18 @@ def timeline(details: Mapping[str, Any] | None) -> list[tuple[float, str]]:
 
 
 def candidates(call: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The call's candidate sessions, most likely first (stored rank breaks ties)."""
-    rows = [{**c, "rank": i, "timeline": timeline(c.get("details")),
-             "attached": c["session"] == call.get("session")}
-            for i, c in enumerate(call.get("candidates", []))]
-    return sorted(rows, key=lambda c: (-(c["likelihood"] or 0.0), c["rank"]))
+    """The call's candidate sessions in the engine's order: best first by their visitor's
+    likelihood (a person with two sessions on the number is the sum of both), then by their
+    own. `visitor_likelihood` is that sum, given when the visitor has more than one session."""
+    rows = call.get("candidates", [])
+    totals: dict[str, float] = {}
+    for c in rows:
+        totals[c["visitor"]] = totals.get(c["visitor"], 0.0) + (c["likelihood"] or 0.0)
+    sessions = Counter(c["visitor"] for c in rows)
+    return [{**c, "timeline": timeline(c.get("details")),
+             "attached": c["session"] == call.get("session"),
+             "visitor_likelihood": min(1.0, totals[c["visitor"]])
+             if sessions[c["visitor"]] > 1 else None} for c in rows]
 
 
 def campaign(details: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -220,6 +246,13 @@ def report_period(form: Mapping[str, str], now: float) -> tuple[float, float]:
     return since, until + DAY_S
 
 
+def period_form(since: float, until: float) -> dict[str, str]:
+    """The report form's dates for the period [since, until) (`to` is the last whole day)."""
+    def day(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).date().isoformat()
+    return {"from": day(since), "to": day(until - DAY_S)}
+
+
 def report_sources(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each source of an accuracy report with its charts drawn."""
     out = []
@@ -235,15 +268,26 @@ def report_sources(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _rules(source: SourceConfig) -> list[str]:
-    return [", ".join(f"{k}={v}" for k, v in rule_to_dict(r).items()) for r in source.match]
+def _condition(key: str, value: object) -> str:
+    if value is True:
+        return key
+    if isinstance(value, list):
+        return f"{key} = {' | '.join(map(str, value))}"
+    return f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
+
+
+def rules_text(source: SourceConfig) -> list[str]:
+    """A source's match rules as short lines ("gclid", "utm_source = google and ..."): its own
+    `match`, else the preset its name implies; the lines are OR-ed."""
+    rules = source.match or implicit_rules(source.name)
+    return [" and ".join(_condition(k, v) for k, v in rule_to_dict(r).items()) for r in rules]
 
 
 def sources_view(config: Config, stats: list[Any]) -> list[dict[str, Any]]:
     """Each site with its sources, numbers and, for pools, the live reserved/cooling/free."""
     live = {(s.site, s.source): s for s in stats}
     return [{"site": site, "sources": [
-        {"config": src, "rules": _rules(src), "stats": live.get((site.key, src.name)),
+        {"config": src, "rules": rules_text(src), "stats": live.get((site.key, src.name)),
          "bar": _pool_bar(live.get((site.key, src.name)))} for src in site.sources]}
         for site in config.sites]
 

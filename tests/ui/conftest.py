@@ -1,5 +1,5 @@
-"""Dashboard fixtures: calls made through the real (signed) voice webhook, and a signed-in
-HTTP client session."""
+"""Dashboard fixtures: calls made through the real (signed) voice webhook, a signed-in HTTP
+client, and Debian's chromium launched as the swap.js browser tests launch it."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ async def test_unauthenticated_pages_redirect_to_sign_in(gateway: Gateway) -> No
 
 
 async def test_wrong_key_is_refused_and_the_right_one_signs_in(gateway: Gateway) -> None:
-    assert await sign_in(gateway, "not-the-admin-key-at-all") == 401
+    assert await sign_in(gateway, "not-the-admin-key-at-all") == 403
     assert SESSION_COOKIE not in {c.key for c in gateway.client.session.cookie_jar}
     form = await gateway.client.get("/ui/signin?next=/ui/sources")
     resp = await gateway.client.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,7 @@ async def test_unknown_call_is_a_404_page(gateway: Gateway, signed_in: Seeded) -
 async def test_sources_page_shows_config_and_live_pool_state(gateway: Gateway,
                                                              signed_in: Seeded) -> None:
     text = await (await gateway.client.get("/ui/sources")).text()
-    assert "Acme Plumbing" in text and "Billboard I-80" in text and "gclid=True" in text
+    assert "Acme Plumbing" in text and "Billboard I-80" in text and "<code>gclid</code>" in text
     assert "(415) 555-0101" in text and "(415) 555-0199" in text
     assert "2 reserved, 0 cooling, 0 free" in text  # three live sessions on a pool of two
 
@@ -118,3 +119,48 @@ async def test_assets_are_versioned_and_cached(gateway: Gateway) -> None:
     assert (await gateway.client.get("/ui/static/ui.css?v=old")).headers[
         "Cache-Control"] == "no-cache"
     assert (await gateway.client.get("/ui/static/swap.js")).status == 404
+
+
+def documented_report(site: str, since: float, until: float) -> dict[str, Any]:
+    """A report shaped as `reports.accuracy_report` documents it: an online and an offline
+    source, with a source name that tries to inject markup."""
+    online = {
+        "site": site, "source": "Google <b>Ads</b>", "kind": "online", "daily_visitors": 130.0,
+        "pool_size": 2, "guideline_pool": 7, "ratio_vs_guideline": 0.29,
+        "peak_hour_sessions": 14.0, "mean_reservation_s": 1900.0, "offered_load_erlangs": 7.4,
+        "shared_share": 0.31, "erlang_b_blocking": 0.7, "calls": 12,
+        "single_candidate_share": 0.4, "mean_likelihood": 0.71,
+        "likelihood_histogram": [0, 1, 0, 2, 1, 0, 1, 2, 2, 3], "below_threshold_share": 0.6,
+        "recommended_pool": 9, "predicted_accuracy_now": 0.62,
+        "predicted_accuracy_at_recommended": 0.97, "verdict": "more numbers", "change": 7,
+        "reason": "31% of visits shared a number at peak", "reserved_by_hour": [1.5] * 24}
+    offline = {"site": site, "source": "Billboard I-80", "kind": "offline", "calls": 1,
+               "calls_per_number": {"+14155550199": 1}, "unused_numbers": []}
+    return {"site": site, "from": since, "to": until, "threshold": 0.9, "target": 0.02,
+            "sources": [online, offline]}
+
+
+async def test_report_page_renders_verdicts_figures_and_charts(
+        gateway: Gateway, signed_in: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def fake(pool: Any, config: Any, *, site: str, since: float, until: float,
+                   **kw: Any) -> dict[str, Any]:
+        asked.append({"site": site, "since": since, "until": until})
+        return documented_report(site, since, until)
+
+    monkeypatch.setattr(ui.reports, "accuracy_report", fake)
+    resp = await gateway.client.get("/ui/reports/accuracy?site=acme&from=2025-11-01&to=2025-11-07")
+    text = await resp.text()
+    assert resp.status == 200
+    assert asked == [{"site": "acme", "since": 1761955200.0, "until": 1761955200.0 + 7 * 86400}]
+    assert '<p class="verdict verdict-more"><strong>more numbers</strong> <span>(+7 numbers)' \
+        in text
+    assert "Erlang B blocking at peak</dt><dd>70.0%" in text and "31.7 min" in text
+    assert "Calls per number</dt><dd>(415) 555-0199: 1" in text
+    assert text.count('<svg class="chart"') == 2 and "pool 2" in text
+    assert "<b>Ads</b>" not in text and "Google &lt;b&gt;Ads&lt;/b&gt;" in text
+    bad = await gateway.client.get("/ui/reports/accuracy?from=2025-11-07&to=2025-11-01")
+    assert bad.status == 422 and "to must not be before from" in await bad.text()
+    unknown = await gateway.client.get("/ui/reports/accuracy?site=nope")
+    assert unknown.status == 404

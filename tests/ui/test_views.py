@@ -6,13 +6,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from gateway.engine.config import parse_config
 from gateway.web import ui_charts, ui_views
 
 SVG = "{http://www.w3.org/2000/svg}"
 
 
 def parse_svg(markup: str) -> ET.Element:
-    return ET.fromstring(str(markup).replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
+    return ET.fromstring(str(markup).replace("<svg ", f'<svg xmlns="{SVG[1:-1]}" ', 1))
 
 
 def test_filter_form_becomes_the_api_query() -> None:
@@ -27,24 +28,28 @@ def test_filter_form_becomes_the_api_query() -> None:
         ui_views.api_query({"to": "tomorrow"})
 
 
-def test_candidates_are_sorted_by_likelihood_with_their_timeline() -> None:
+def test_candidates_keep_the_engine_order_with_their_timeline() -> None:
     details = {"started_at": 100.0, "last_activity": 400.0, "last_click_to_call": 300.0,
                "pageviews": 3, "utm": {"utm_source": "g"}, "click_ids": {"gclid": "x"}}
-    call = {"session": "s_b", "candidates": [
-        {"session": "s_a", "visitor": "v_a", "likelihood": 0.2, "details": None},
-        {"session": "s_b", "visitor": "v_b", "likelihood": 0.7, "details": details},
-        {"session": "s_c", "visitor": "v_c", "likelihood": 0.2, "details": None}]}
+    call = {"session": "s_a1", "candidates": [  # v_a's two sessions outweigh v_b's one
+        {"session": "s_a1", "visitor": "v_a", "likelihood": 0.35, "details": details},
+        {"session": "s_a2", "visitor": "v_a", "likelihood": 0.25, "details": None},
+        {"session": "s_b", "visitor": "v_b", "likelihood": 0.35, "details": None}]}
     rows = ui_views.candidates(call)
-    assert [(c["session"], c["attached"]) for c in rows] == [
-        ("s_b", True), ("s_a", False), ("s_c", False)]
+    assert [(c["session"], c["attached"], c["visitor_likelihood"]) for c in rows] == [
+        ("s_a1", True, 0.6), ("s_a2", False, 0.6), ("s_b", False, None)]
     assert rows[0]["timeline"] == [(100.0, "landed (3 pageviews in all)"),
                                    (300.0, "clicked to call"), (400.0, "last activity")]
+    assert rows[1]["timeline"] == []
     assert ui_views.campaign(details) == [("utm_source", "g"), ("gclid", "x")]
 
 
 @pytest.mark.parametrize(("value", "kind", "shown"), [
     (0.0123, "percent", "1.2%"), (1800, "seconds", "30.0 min"), (12.345, "float", "12.35"),
-    (1234, "int", "1,234"), (None, "int", "-"), ("n/a", "float", "n/a"), ([], "int", "none"),
+    (1234, "int", "1,234"), (None, "int", "-"), ("n/a", "float", "n/a"),
+    (9, "hour", "09:00-10:00 UTC"), (23, "hour", "23:00-00:00 UTC"), ([], "numbers", "none"),
+    (["+14155550199"], "numbers", "(415) 555-0199"),
+    ({"+14155550199": 3, "+14155550198": 0}, "numbers", "(415) 555-0199: 3, (415) 555-0198: 0"),
 ])
 def test_report_figures_are_formatted_by_kind(value: object, kind: str, shown: str) -> None:
     assert ui_views.figure(value, kind) == shown
@@ -90,3 +95,16 @@ def test_pool_bar_segments_add_up() -> None:
     root = parse_svg(ui_charts.pool_bar(1, 2, 1))
     widths = [float(r.get("width", "0")) for r in root.findall(f"{SVG}rect")]
     assert widths == [25.0, 50.0, 25.0]
+
+
+def test_source_rules_read_as_conditions() -> None:
+    config = parse_config({"sites": [{"key": "a", "name": "A", "swap_targets": ["+18005550100"],
+                                      "sources": [
+        {"name": "Paid", "kind": "online", "forward_to": "+18005550100",
+         "numbers": ["+14155550101"],
+         "match": [{"gclid": True}, {"utm_source": ["google", "bing"], "utm_medium": "cpc"}]},
+        {"name": "Google Organic", "kind": "online", "forward_to": "+18005550100",
+         "numbers": ["+14155550102"]}]}]})
+    paid, organic = config.sites[0].sources
+    assert ui_views.rules_text(paid) == ["gclid", "utm_source = google | bing and utm_medium = cpc"]
+    assert ui_views.rules_text(organic) == ["preset = Google Organic"]
