@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway import log, report_cli
+from gateway import log, purge_cli, report_cli
 from gateway.settings import Settings, SettingsError, from_env
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a site config file and exit")
     check.add_argument("path", type=Path)
     report_cli.add_parser(sub)
+    purge_cli.add_parser(sub)
     return p
 
 
@@ -81,7 +82,7 @@ def serve(args: argparse.Namespace) -> int:
     _install_uvloop()
     web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=settings.shutdown_grace_s, access_log=None,
-                handle_signals=True)
+                keepalive_timeout=settings.http_idle_timeout_s, handle_signals=True)
     return 0
 
 
@@ -130,7 +131,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": serve, "migrate": migrate, "check-config": check_config,
-            "report": report_cli.run}
+            "report": report_cli.run, "purge": purge_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

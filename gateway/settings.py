@@ -21,6 +21,10 @@ SWAP_RATE_PER_MINUTE = 120  # a person browsing makes well under 2 page loads a 
 FLUSH_INTERVAL_S = 0.2  # write-behind batch period: design.md says every ~100-250 ms
 SIP_RATE_PER_SOURCE = 5000  # requests/s one trunk address may send: above the 4,000/s bench
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM (k8s default is 30 s)
+# An HTTP connection that is idle, or that has not finished sending its request line and
+# headers (a slowloris trickling a byte at a time), is closed after this long. Above the 60 s
+# idle timeout of common load balancers, so they never reuse a connection we are closing.
+HTTP_IDLE_TIMEOUT_S = 75.0
 
 
 class SettingsError(Exception):
@@ -47,6 +51,7 @@ class Settings:
     swap_rate_per_minute: int = SWAP_RATE_PER_MINUTE
     flush_interval_s: float = FLUSH_INTERVAL_S
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    http_idle_timeout_s: float = HTTP_IDLE_TIMEOUT_S
     trusted_proxies: tuple[str, ...] = ()
     sip_host: str | None = None
     sip_port: int | None = None
@@ -150,6 +155,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         swap_rate_per_minute=_int(env, "DNI_SWAP_RATE", SWAP_RATE_PER_MINUTE, 1, 1_000_000),
         flush_interval_s=_float(env, "DNI_FLUSH_INTERVAL", FLUSH_INTERVAL_S, 0.01, 10.0),
         shutdown_grace_s=_float(env, "DNI_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S, 0.0, 300.0),
+        http_idle_timeout_s=_float(env, "DNI_HTTP_IDLE_TIMEOUT", HTTP_IDLE_TIMEOUT_S, 1.0, 3600.0),
         trusted_proxies=_cidrs(env, "DNI_TRUSTED_PROXIES"),
         sip_host=env.get("DNI_SIP_HOST") or None,
         sip_port=sip_port,

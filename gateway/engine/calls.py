@@ -1,24 +1,28 @@
 """Attributing a call on a tracking number to the session most likely to have made it.
 
 Candidates are the sessions shown the dialled number within the source's match window before
-the call (those whose last activity is at most `match_window` before it). Each gets a
-`scoring.features.Timeline`, the call a `CallContext`, and `scoring.model.score` gives one
-likelihood per candidate plus "none of them". Candidates are ranked best first; ties go to the
-most recent activity, then the smaller session id, so the order is deterministic. The best one
-is attached whenever there is one. A call keeps its state (`CallEntry`, in the `CallBook`) for
-idempotent retries, overrides, and the caller history that later calls' timelines use.
+the call (those whose last activity is at most `match_window` before it). Their timelines come
+as `scoring.features.TimelineColumns` (`candidates.gather`), the call as a `CallContext`, and
+`scoring.model.score` gives one likelihood per candidate plus "none of them". Candidates are
+ranked best first; ties go to the most recent activity, then the smaller session id, so the
+order is deterministic. The best one is attached whenever there is one. A call keeps its state
+(`CallEntry`, in the `CallBook`) for idempotent retries, overrides, and the caller history that
+later calls' timelines use.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from array import array
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import fields
+from functools import partial
 
+from gateway.engine.candidates import Batch, gather
 from gateway.engine.records import CallRecord, CandidateRecord
 from gateway.engine.results import Call, Candidate
 from gateway.engine.state import NumberSlot, Session
-from gateway.engine.timelines import timeline
-from scoring.features import CallContext, Timeline
+from scoring.features import CallContext
 from scoring.model import score
 
 # Candidates kept on a call, best first: the call log's "other sessions" list. Past the first
@@ -31,12 +35,27 @@ RECORDED_CANDIDATES = 20
 DEFAULT_CALL_RETENTION_S = 30 * 86400.0  # calls of a source no longer configured: 30 days
 MAX_CALLER_HISTORY = 50  # latest calls kept per caller and site: ample for people, bounded for bots
 PRUNE_STEP = 8  # stale sessions examined per append to a number's shown list (amortised O(1))
+DOUBLE = array("d").itemsize
+
+
+Listed = tuple[str, str, float]  # (session, visitor, likelihood) of a listed candidate
+# The listed candidates as columns, best first: sessions, visitors, and the likelihoods as the
+# bytes of an array("d") (bytes, unlike arrays, are no work for the garbage collector).
+Columns = tuple[tuple[str, ...], tuple[str, ...], bytes]
+NOTHING_LISTED: Columns = ((), (), b"")
+_make_candidate = partial(tuple.__new__, Candidate)  # NamedTuple's own __new__ is Python: slow
 
 
 class CallEntry:
-    """A call the engine has attributed (mutable: overrides change the match)."""
+    """A call the engine has attributed (mutable: overrides change the match).
 
-    __slots__ = ("at", "call_id", "caller", "candidates", "forward_to", "likelihood", "match",
+    Its listed candidates are kept as three columns of plain tuples and bytes: the engine
+    holds every call of the last 30 days, and a kept `Candidate` per candidate (a tuple
+    subclass, which the garbage collector never stops tracking) made every full collection
+    slower as calls accumulated: 1.2 million of them after 12,000 calls, 175 ms a collection.
+    """
+
+    __slots__ = ("at", "call_id", "caller", "forward_to", "likelihood", "listed", "match",
                  "site", "source", "to", "total", "visitor")
 
     def __init__(self, call_id: str, *, site: str, source: str, to: str, caller: str | None,
@@ -51,31 +70,65 @@ class CallEntry:
         self.match: str | None = None
         self.visitor: str | None = None
         self.likelihood: float | None = None
-        self.candidates: tuple[Candidate, ...] = ()
+        self.listed: Columns = NOTHING_LISTED  # the best candidates, best first
         self.total = 0  # candidates scored (the listed ones are the best of them)
 
-    def attach(self, ranked: Sequence[Candidate], total: int | None = None,
-               likelihood: float | None = None) -> None:
-        """Keep the ranked candidates and attach the best one; `likelihood` is its visitor's
-        (the sum over that visitor's sessions), defaulting to the session's own."""
-        self.candidates = tuple(ranked[:MAX_LISTED_CANDIDATES])
-        self.total = total if total is not None else len(ranked)
-        if self.candidates:
-            self.match, self.visitor, self.likelihood = self.candidates[0]
-            if likelihood is not None:
-                self.likelihood = likelihood
+    @property
+    def candidates(self) -> list[Listed]:
+        """The listed candidates, best first."""
+        sessions, visitors, likelihoods = self.listed
+        return list(zip(sessions, visitors, array("d", likelihoods), strict=True))
+
+    def attach(self, listed: Columns, total: int, likelihood: float | None) -> None:
+        """Keep the ranked candidates (at most MAX_LISTED_CANDIDATES) and attach the best one;
+        `likelihood` is its visitor's (the sum over that visitor's sessions)."""
+        self.listed = listed
+        self.total = total
+        sessions, visitors, _ = listed
+        if sessions:
+            self.match, self.visitor, self.likelihood = sessions[0], visitors[0], likelihood
 
     def result(self) -> Call:
+        sessions, visitors, likelihoods = self.listed
+        candidates = list(map(_make_candidate, zip(sessions, visitors, array("d", likelihoods),
+                                                   strict=True)))
         return Call(self.call_id, self.site, self.source, self.forward_to, self.match,
-                    self.visitor, self.likelihood, list(self.candidates))
+                    self.visitor, self.likelihood, candidates)
 
     def record(self) -> CallRecord:
+        sessions, visitors, likelihoods = self.listed
+        n = min(len(sessions), RECORDED_CANDIDATES)
         return CallRecord(
             self.call_id, self.site, self.source, self.to, self.caller, self.forward_to, self.at,
             self.match, self.visitor, self.likelihood,
-            tuple(CandidateRecord(*c) for c in self.candidates[:RECORDED_CANDIDATES]),
+            tuple(map(candidate_record, sessions[:n], visitors[:n],
+                      array("d", likelihoods[:n * DOUBLE]))),
             self.total,
         )
+
+
+def _record_builder() -> Callable[[str, str, float], CandidateRecord]:
+    """`CandidateRecord(...)` writing its slots directly: a frozen dataclass's `__init__` goes
+    through `object.__setattr__` per field, twice as slow, and a call records 20 of them."""
+    new = object.__new__
+    set_session, set_visitor, set_likelihood = (
+        CandidateRecord.__dict__[name].__set__ for name in ("session", "visitor", "likelihood"))
+
+    def build(session: str, visitor: str, likelihood: float) -> CandidateRecord:
+        r: CandidateRecord = new(CandidateRecord)
+        set_session(r, session)
+        set_visitor(r, visitor)
+        set_likelihood(r, likelihood)
+        return r
+
+    return build
+
+
+candidate_record = (
+    _record_builder()
+    if tuple(f.name for f in fields(CandidateRecord)) == ("session", "visitor", "likelihood")
+    else CandidateRecord
+)
 
 
 class CallBook:
@@ -131,7 +184,7 @@ def remember(slot: NumberSlot, session: Session, at: float) -> None:
     shown.append(session)
     since = at - slot.source.window
     for _ in range(PRUNE_STEP):
-        head = shown[0]  # never empty: `session` was just appended and is never dropped
+        head = shown.first()  # never empty: `session` was just appended and is never dropped
         if head.started_at >= since:
             return
         shown.popleft()
@@ -140,7 +193,7 @@ def remember(slot: NumberSlot, session: Session, at: float) -> None:
 
 
 def rank(slot: NumberSlot, ctx: CallContext,
-         history: Sequence[CallEntry]) -> tuple[list[Candidate], int, float | None]:
+         history: Sequence[CallEntry]) -> tuple[Columns, int, float | None]:
     """Score the number's candidates; return the best MAX_LISTED_CANDIDATES best first, how
     many were scored, and the likelihood that the first one's visitor made the call.
 
@@ -149,74 +202,62 @@ def rank(slot: NumberSlot, ctx: CallContext,
     sum, then their own likelihood, then recency and id (deterministic), so the attached
     session is the likeliest session of the likeliest visitor, and the call's likelihood is
     that visitor's sum: the figure that is calibrated against who really called."""
-    sessions, timelines = _candidates(slot, ctx.at, history)
-    if not sessions:
-        return [], 0, None
-    likelihoods = score(ctx, timelines).likelihoods
-    totals: dict[str, float] = {}
-    for s, lik in zip(sessions, likelihoods, strict=True):
-        totals[s.visitor] = totals.get(s.visitor, 0.0) + lik
-    if len(totals) == len(sessions):
-        order = _best_first(sessions, likelihoods)
-    else:
-        order = _best_first_by_visitor(sessions, likelihoods, totals)
-    new = tuple.__new__  # a NamedTuple's own constructor is a Python function: 3x slower
-    ranked = [new(Candidate, (sessions[i].id, sessions[i].visitor, likelihoods[i]))
-              for i in order]
-    return ranked, len(sessions), min(1.0, totals[sessions[order[0]].visitor])
+    batch = gather(slot, ctx.at, [e.visitor for e in history])
+    if batch is None:
+        return NOTHING_LISTED, 0, None
+    likelihoods = score(ctx, batch).likelihoods
+    totals = _visitor_totals(likelihoods, batch.repeats)
+    best = _best_first(batch, likelihoods, totals)
+    sessions, visitors = batch.listed(best)
+    listed = (sessions, visitors, array("d", map(likelihoods.__getitem__, best)).tobytes())
+    return listed, len(batch), min(1.0, totals[best[0]])
 
 
-def _candidates(slot: NumberSlot, at: float,
-                history: Sequence[CallEntry]) -> tuple[list[Session], list[Timeline]]:
-    """Sessions shown the number within the match window before `at`, with their timelines.
-
-    The hot loop of a call (thousands of candidates in well under a millisecond): a session's
-    cached timeline is reused when the call-dependent fields are unchanged.
-    """
-    source = slot.source
-    since, idle = at - source.window, source.idle
-    visitors = source.site.visitors
-    matched = Counter(e.visitor for e in history if e.visitor is not None)
-    sessions: list[Session] = []
-    timelines: list[Timeline] = []
-    for s in slot.shown:
-        last = s.last_activity
-        if last < since or s.started_at > at:
-            continue
-        latest = visitors.get(s.visitor)
-        ordinal = s.ordinal if latest is None else latest.ordinal
-        matches = matched.get(s.visitor, 0) if matched else 0
-        live = last + idle > at
-        t = s.timeline
-        if (t is None or t.live is not live or t.caller_matches != matches
-                or t.visitor_sessions != ordinal):
-            t = s.timeline = timeline(s, live, matches, ordinal)
-        sessions.append(s)
-        timelines.append(t)
-    return sessions, timelines
+def _visitor_totals(likelihoods: Sequence[float],
+                    repeats: list[list[int]]) -> Sequence[float]:
+    """Each candidate's visitor's summed likelihood (added up in candidate order)."""
+    if not repeats:
+        return likelihoods
+    totals = list(likelihoods)
+    for members in repeats:
+        total = 0.0
+        for i in members:
+            total += likelihoods[i]
+        for i in members:
+            totals[i] = total
+    return totals
 
 
-def _best_first_by_visitor(sessions: list[Session], likelihoods: Sequence[float],
-                           totals: dict[str, float]) -> list[int]:
-    """Like `_best_first`, but ranked by the visitor's summed likelihood first."""
-    order = sorted(range(len(sessions)), key=lambda i: (
-        -totals[sessions[i].visitor], -likelihoods[i], -sessions[i].last_activity,
-        sessions[i].id))
+def _best_first(batch: Batch, likelihoods: Sequence[float], totals: Sequence[float]) -> list[int]:
+    """Indices of the top MAX_LISTED_CANDIDATES by visitor total, then likelihood, recency and
+    session id. All C-speed: a sort of the totals gives the threshold of the top ones, stable
+    sorts by recency, likelihood and total order them; ids are read only for exact ties."""
+    chosen: Sequence[int] = range(len(totals))
+    if len(totals) > MAX_LISTED_CANDIDATES:
+        threshold = sorted(totals, reverse=True)[MAX_LISTED_CANDIDATES - 1]
+        chosen = [i for i, t in enumerate(totals) if t >= threshold]
+    last = batch.last_activity
+    order = sorted(chosen, key=last.__getitem__, reverse=True)  # stable: ties keep their order
+    order.sort(key=likelihoods.__getitem__, reverse=True)
+    if totals is not likelihoods:
+        order.sort(key=totals.__getitem__, reverse=True)
+    lasts = list(map(last.__getitem__, order))
+    if len(set(lasts)) < len(lasts):  # equal recency: maybe ties in all three keys
+        _by_id_within_ties(order, lasts, likelihoods, totals, batch)
     return order[:MAX_LISTED_CANDIDATES]
 
 
-def _best_first(sessions: list[Session], likelihoods: Sequence[float]) -> list[int]:
-    """Indices of the top MAX_LISTED_CANDIDATES by likelihood, ties by recency then id."""
-    order = sorted(range(len(sessions)), key=likelihoods.__getitem__, reverse=True)
-    start, end = 0, min(len(order), MAX_LISTED_CANDIDATES)
+def _by_id_within_ties(order: list[int], lasts: list[float], likelihoods: Sequence[float],
+                       totals: Sequence[float], batch: Batch) -> None:
+    """Candidates equal in total, likelihood and recency are adjacent in `order` (`lasts` are
+    their recencies): put the smaller session id first. Runs past the listed ones can stay."""
+    start, end, n = 0, min(len(order), MAX_LISTED_CANDIDATES), len(order)
     while start < end:
-        stop = start + 1
-        value = likelihoods[order[start]]
-        while stop < len(order) and likelihoods[order[stop]] == value:
+        stop, first = start + 1, order[start]
+        last, likelihood, total = lasts[start], likelihoods[first], totals[first]
+        while (stop < n and lasts[stop] == last and likelihoods[order[stop]] == likelihood
+               and totals[order[stop]] == total):
             stop += 1
         if stop - start > 1:
-            order[start:stop] = sorted(
-                order[start:stop],
-                key=lambda i: (-sessions[i].last_activity, sessions[i].id))
+            order[start:stop] = sorted(order[start:stop], key=batch.session_id)
         start = stop
-    return order[:end]

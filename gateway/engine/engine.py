@@ -45,6 +45,7 @@ from gateway.engine.state import (
     SourceRuntime,
     build,
     carry_counters,
+    supersede,
 )
 from scoring.features import CallContext
 
@@ -319,6 +320,9 @@ class Engine:
         if latest is not None:
             s.ordinal = latest.ordinal + 1
             s.others = tuple(x for x in (latest, *latest.others) if x.source is not s.source)
+        previous = site.visitors.get(s.visitor)
+        if previous is not None:
+            supersede(previous)
         site.visitors[s.visitor] = s
         self._sessions[s.id] = s
         self._aging.append(s)
@@ -327,9 +331,9 @@ class Engine:
         return s, unmarked
 
     def _touch(self, s: Session, kind: str, at: float) -> None:
-        s.timeline = None
         if kind == "hidden":
             s.hidden_at = at if s.hidden_at is None else max(s.hidden_at, at)
+            s.slot.shown.changed(s)
             return
         if not s.live(at):  # revival: it lost the number at its idle timeout; take it back
             shared, unmarked = hold(s.slot, s, at)
@@ -347,13 +351,14 @@ class Engine:
             s.last_click_to_call = at if s.last_click_to_call is None else max(
                 s.last_click_to_call, at)
         s.holders = len(live_holders(s.slot, at))
+        s.slot.shown.changed(s)
 
     def _mark_shared(self, sessions: list[Session], at: float) -> None:
         """Mark sessions shared, with a "shared" record for each that was not yet."""
         for s in sessions:
             if not s.shared:
                 s.shared = True
-                s.timeline = None
+                s.slot.shown.changed(s)
                 self._records.append(SessionEvent(s.id, SHARED_KIND, at))
 
     def _tick(self, at: float) -> None:
@@ -380,6 +385,7 @@ class Engine:
         visitors = s.source.site.visitors
         if visitors.get(s.visitor) is s:
             del visitors[s.visitor]
+        supersede(s)  # no longer its visitor's entry, should a call still see it
 
     def _call_retention(self, entry: calls.CallEntry) -> float:
         site = self._sites.get(entry.site)
@@ -388,9 +394,9 @@ class Engine:
 
     def _choice(self, entry: calls.CallEntry, session: str) -> tuple[str, float | None]:
         """(visitor, likelihood) of an override target; raises UnknownSession."""
-        for c in entry.candidates:
-            if c.session == session:
-                return c.visitor, c.likelihood
+        for listed_session, visitor, likelihood in entry.candidates:
+            if listed_session == session:
+                return visitor, likelihood
         s = self._sessions.get(session)
         if s is None or s.source.site.key != entry.site:
             raise UnknownSession(session)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from gateway.engine.records import SessionState
-from gateway.engine.state import NEVER, NumberSlot, Session, SiteRuntime
+from gateway.engine.state import NEVER, NumberSlot, Session, SiteRuntime, supersede
 
 
 @contextmanager
@@ -71,7 +71,7 @@ def rehome(old: Iterable[Session], sites: dict[str, SiteRuntime],
             continue
         if slot.source.site is not sites.get(s.source.site.key):
             continue
-        s.slot, s.source, s.timeline, s.others = slot, slot.source, None, ()
+        s.slot, s.source, s.others, s.pos = slot, slot.source, (), -1
         out.append(s)
     return out
 
@@ -112,6 +112,7 @@ def _follow(latest: Session, s: Session) -> None:
     """`s` is the visitor's next session after `latest`."""
     s.visitor = latest.visitor  # one string per visitor, however many sessions
     s.ordinal = max(s.ordinal, latest.ordinal + 1)
+    supersede(latest)
     if latest.source is not s.source or latest.others:
         s.others = tuple(x for x in (latest, *latest.others) if x.source is not s.source)
 
@@ -123,7 +124,7 @@ def _settle(sites: dict[str, SiteRuntime], now: float) -> None:
             since = now - source.window
             for slot in source.slots():
                 shown = slot.shown
-                while shown and shown[0].last_activity < since:
+                while shown and shown.first().last_activity < since:
                     shown.popleft()
             if source.ring is not None:
                 source.ring.rebuild()

@@ -8,16 +8,11 @@ live once, on the runtime objects the sessions point to.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import TYPE_CHECKING
-
 from gateway.engine.classify import Matcher, compile_match, own_host
 from gateway.engine.config import Config, SiteConfig, SourceConfig
 from gateway.engine.phones import national
 from gateway.engine.ring import Ring
-
-if TYPE_CHECKING:
-    from scoring.features import Timeline
+from gateway.engine.shown import Shown
 
 DAY_S = 86400.0  # stickiness is configured in days
 NEVER = float("-inf")  # reserved_until of a number no session has held: free the longest
@@ -27,8 +22,9 @@ class Session:
     """One visit of one visitor on one site, holding one number."""
 
     __slots__ = (
-        "hidden_at", "holders", "id", "last_activity", "last_click_to_call", "mobile", "ordinal",
-        "others", "pageviews", "shared", "slot", "source", "started_at", "timeline", "visitor",
+        "hidden_at", "holders", "id", "last_activity", "last_click_to_call", "mobile", "noted",
+        "ordinal", "others", "pageviews", "pos", "shared", "slot", "source", "started_at",
+        "superseded", "visitor",
     )
 
     def __init__(self, sid: str, visitor: str, slot: NumberSlot, at: float,
@@ -47,7 +43,11 @@ class Session:
         self.holders = 1  # live sessions on the number at this session's last activity
         self.ordinal = 1  # this visitor's sessions on the site so far, this one included
         self.others: tuple[Session, ...] = ()  # the visitor's latest session of other sources
-        self.timeline: Timeline | None = None  # cached by calls.py, cleared on every change
+        # The visitor has a later session, or this one was forgotten: it may no longer be
+        # `site.visitors[visitor]`, which otherwise it is (calls.py relies on that).
+        self.superseded = False
+        self.pos = -1  # position in `slot.shown` (see shown.py), -1 while not queued there
+        self.noted = 0  # the `slot.shown` epoch in which its change was noted (see shown.py)
 
     def live(self, at: float) -> bool:
         """Within the idle timeout of its last activity: it holds its number."""
@@ -66,7 +66,7 @@ class NumberSlot:
         self.index = index  # position in the source's ring; -1 for offline and overflow numbers
         self.reserved_until = NEVER  # max(last_activity + idle) of the sessions it was given to
         self.holders: list[Session] = []  # sessions that may still be live on it (pruned lazily)
-        self.shown: deque[Session] = deque()  # sessions shown it, oldest first (match window)
+        self.shown = Shown()  # sessions shown it, oldest first (match window), by column
 
 
 class SourceRuntime:
@@ -119,6 +119,14 @@ class SiteRuntime:
         self.matchers = tuple((rt, rt.rules) for rt in self.sources.values()
                               if rt.config.active and rt.config.kind == "online")
         self.visitors: dict[str, Session] = {}  # visitor id -> their latest session
+
+
+def supersede(s: Session) -> None:
+    """Mark `s` as no longer its visitor's latest session (a later one started, or it is
+    forgotten): calls then look the visitor up instead of trusting the session's own ordinal."""
+    if not s.superseded:
+        s.superseded = True
+        s.slot.shown.changed(s)
 
 
 def build(config: Config) -> tuple[dict[str, SiteRuntime], dict[str, NumberSlot]]:

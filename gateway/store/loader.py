@@ -20,6 +20,14 @@ from gateway.engine.records import CallState, SessionState
 from gateway.store.config_repo import load_config
 
 HORIZON_DEFAULT_S = 30 * 86400.0  # the default match window and stickiness window: 30 days
+# Collector thresholds for the long-lived server process (Python's default is 700, 10, 10).
+# The youngest generation keeps the default: per-request garbage mostly dies by reference
+# count, and a larger one was measured slower (it walks more objects, colder). The oldest one
+# is collected after 100 collections of the middle one instead of 10: a full collection walks
+# every object not frozen (the calls and records made since start), measured at 40-60 ms for
+# 90,000 objects, and at thousands of calls a second the default ran one every second or two.
+# Cyclic garbage that reached the oldest generation waits longer; the engine makes none.
+GC_THRESHOLDS = (700, 10, 100)
 
 SESSIONS_SQL = """
 SELECT id, visitor, site, source, number, extract(epoch FROM started_at)::float8,
@@ -72,6 +80,7 @@ async def build_engine(pool: asyncpg.Pool, now: float | None = None) -> Engine:
     # sight, or every later collection walks a million objects (10% of visit throughput).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     _log.info("engine_loaded", sessions=engine_sessions(engine), calls=len(calls),
               seconds=round(time.perf_counter() - started, 3))
     return engine

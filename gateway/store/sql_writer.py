@@ -72,15 +72,19 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
-INSERT_CANDIDATES = """
-INSERT INTO call_candidates (call_id, rank, session, visitor, likelihood)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::float8[])
-ON CONFLICT DO NOTHING
-"""
+CANDIDATE_COLUMNS = ("call_id", "rank", "session", "visitor", "likelihood")
 
 INSERT_MATCH = """
 INSERT INTO call_matches (call_id, session, previous, actor, at)
 VALUES ($1, $2, $3, $4, to_timestamp($5))
+ON CONFLICT DO NOTHING
+"""
+
+# The automatic first match of every new call in a batch: one statement, rows in batch order.
+INSERT_FIRST_MATCHES = """
+INSERT INTO call_matches (call_id, session, previous, actor, at)
+SELECT u.call_id, u.session, NULL, 'auto', to_timestamp(u.at)
+FROM unnest($1::text[], $2::text[], $3::float8[]) AS u(call_id, session, at)
 ON CONFLICT DO NOTHING
 """
 
@@ -91,11 +95,16 @@ UPDATE calls SET session = $2, visitor = $3, matched_by = $4, matched_at = to_ti
 WHERE id = $1 AND (matched_at IS NULL OR matched_at <= to_timestamp($5))
 """
 
-APPLY_UPDATE = """
-UPDATE calls SET status = coalesce($2, status), dial_status = coalesce($3, dial_status),
-    duration = coalesce($4, duration), recording_url = coalesce($5, recording_url),
-    carrier = coalesce($6, carrier), updated_at = now()
-WHERE id = $1
+# Carrier callbacks, already folded to one row per call (`_fold_updates`): one statement.
+APPLY_UPDATES = """
+UPDATE calls c SET status = coalesce(u.status, c.status),
+    dial_status = coalesce(u.dial_status, c.dial_status),
+    duration = coalesce(u.duration, c.duration),
+    recording_url = coalesce(u.recording_url, c.recording_url),
+    carrier = coalesce(u.carrier, c.carrier), updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+     AS u(id, status, dial_status, duration, recording_url, carrier)
+WHERE c.id = u.id
 """
 
 
@@ -167,13 +176,28 @@ async def calls(conn: asyncpg.Connection, rows: list[CallRecord]) -> None:
         [max(r.candidate_count, len(r.candidates)) for r in rows],
     )}
     fresh = [r for r in rows if r.call_id in inserted]
-    cand = [(r.call_id, rank, c.session, c.visitor, c.likelihood)
-            for r in fresh for rank, c in enumerate(r.candidates)]
-    if cand:
-        await conn.execute(INSERT_CANDIDATES, *[list(col) for col in zip(*cand, strict=True)])
+    await _copy_candidates(conn, fresh)
     if fresh:
-        await conn.executemany(INSERT_MATCH, [(r.call_id, r.match, None, "auto", r.at)
-                                              for r in fresh])
+        await conn.execute(INSERT_FIRST_MATCHES, [r.call_id for r in fresh],
+                           [r.match for r in fresh], [r.at for r in fresh])
+
+
+async def _copy_candidates(conn: asyncpg.Connection, fresh: list[CallRecord]) -> None:
+    """The candidates of calls this transaction has just inserted, by COPY (binary, a fraction
+    of the CPU of array parameters). Idempotent without ON CONFLICT: a call inserted now had no
+    candidate rows (they reference it, ON DELETE CASCADE), and a call id repeated in the batch
+    (a retry after a restart, replayed beside the original) keeps its first record's, as the
+    first INSERT of the call did."""
+    seen: set[str] = set()
+    rows = []
+    for r in fresh:
+        if r.call_id in seen:
+            continue
+        seen.add(r.call_id)
+        rows += [(r.call_id, rank, c.session, c.visitor, c.likelihood)
+                 for rank, c in enumerate(r.candidates)]
+    if rows:
+        await conn.copy_records_to_table("call_candidates", records=rows, columns=CANDIDATE_COLUMNS)
 
 
 async def overrides(conn: asyncpg.Connection, rows: list[MatchOverride]) -> None:
@@ -183,9 +207,26 @@ async def overrides(conn: asyncpg.Connection, rows: list[MatchOverride]) -> None
 
 
 async def call_updates(conn: asyncpg.Connection, rows: list[CallUpdate]) -> None:
+    """Apply carrier callbacks in one statement (a SIP call brings one with its record)."""
     if rows:
-        await conn.executemany(
-            APPLY_UPDATE,
-            [(r.call_id, r.status, r.dial_status, r.duration, r.recording_url, r.carrier)
-             for r in rows],
-        )
+        folded = _fold_updates(rows)
+        await conn.execute(APPLY_UPDATES, *[list(col) for col in zip(*folded, strict=True)])
+
+
+UpdateRow = tuple[str, str | None, str | None, int | None, str | None, str | None]
+
+
+def _fold_updates(rows: list[CallUpdate]) -> list[UpdateRow]:
+    """One row per call: each field's last non-null value in arrival order, which is what
+    applying the updates one after another with `coalesce(new, old)` leaves."""
+    folded: dict[str, list[Any]] = {}
+    for r in rows:
+        values = (r.status, r.dial_status, r.duration, r.recording_url, r.carrier)
+        row = folded.get(r.call_id)
+        if row is None:
+            folded[r.call_id] = [r.call_id, *values]
+            continue
+        for i, value in enumerate(values, 1):
+            if value is not None:
+                row[i] = value
+    return [tuple(row) for row in folded.values()]  # type: ignore[misc]

@@ -148,7 +148,7 @@ async def list_sources(request: web.Request) -> web.Response:
 
 async def _source_ref(request: web.Request) -> tuple[int, str, str]:
     raw = request.match_info["source"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not validate.digits(raw, 18):  # 18 digits always fit a bigint
         raise ApiError(404, f"no source {raw!r}", field="source")
     async with _pool(request).acquire() as conn:
         found = await config_repo.source_by_id(conn, int(raw))
@@ -316,11 +316,15 @@ async def delete_number(request: web.Request) -> web.Response:
 
 async def _read_config_document(request: web.Request) -> dict[str, Any]:
     if request.content_type in ("application/toml", "text/toml"):
-        raw = await request.read()
+        raw = await validate.read_body(request)
         try:
-            return tomllib.loads(raw.decode("utf-8"))
+            doc = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"malformed TOML: {exc}", field="body") from None
+        except RecursionError:
+            raise ApiError(400, "TOML nested too deeply", field="body") from None
+        validate.storable(doc)
+        return doc
     return await validate.read_object(request)
 
 

@@ -3,6 +3,7 @@ other sessions"), and override the attached session ("use")."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,8 +22,14 @@ from gateway.web.errors import ApiError
 from gateway.web.keys import STATE
 
 PAGE_DEFAULT = 50
+# Times a filter or cursor may name: 1970 to 9999-01-01, inside what both Python's datetime and
+# PostgreSQL's timestamptz hold, with a year to spare for a report's period arithmetic.
+EARLIEST_S = 0.0
+LATEST_S = 253_370_764_800.0
 PAGE_MAX = 500  # one page stays a few hundred KB at most
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "msclkid", "fbclid")
+PURGE_CHECK_TIMEOUT_S = 1.0  # an override does not wait longer on a slow database than this
+PURGE_RECHECK_S = 0.5  # a kicked writer has flushed a just-made call by then (~ms per batch)
 
 _log = log.get("gateway.web.calls")
 
@@ -39,10 +46,17 @@ def parse_time(raw: str | None, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw) if raw.replace(".", "", 1).isdigit() else _iso(raw)
+        value = float(raw) if raw.replace(".", "", 1).isdigit() else _iso(raw)
     except ValueError:
         raise ApiError(422, f"{name} must be epoch seconds or an ISO 8601 date", field=name) \
             from None
+    if not in_range(value):
+        raise ApiError(422, f"{name} must be between 1970 and 9999", field=name)
+    return value
+
+
+def in_range(at: float) -> bool:
+    return EARLIEST_S <= at <= LATEST_S  # False for NaN too
 
 
 def _iso(raw: str) -> float:
@@ -62,7 +76,7 @@ def _cursor_in(raw: str | None) -> tuple[float, str] | None:
         return None
     try:
         at, call_id = json.loads(base64.urlsafe_b64decode(raw.encode()))
-        if isinstance(at, int | float) and isinstance(call_id, str):
+        if isinstance(at, int | float) and in_range(at) and isinstance(call_id, str):
             return float(at), call_id
     except (ValueError, TypeError, binascii.Error):
         pass
@@ -72,7 +86,7 @@ def _cursor_in(raw: str | None) -> tuple[float, str] | None:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return PAGE_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
+    if not validate.digits(raw, 6) or not 1 <= int(raw) <= PAGE_MAX:
         raise ApiError(422, f"limit must be 1..{PAGE_MAX}", field="limit")
     return int(raw)
 
@@ -160,11 +174,35 @@ async def apply_override(app: web.Application, call_id: str, session: str,
     state = app[STATE]
     if state.engine is None or state.writer is None:
         raise ApiError(503, "engine not loaded yet")
+    if await _purged(state, call_id):
+        raise ApiError(404, f"no call {call_id[:80]!r}", field="call")
     result = state.engine.override(call_id=call_id, session=session, by=who, at=time.time())
     records = state.engine.drain()
     await state.writer.add_durable(records)
     _log.info("call_overridden", call_id=call_id, session=session, by=who)
     return _override_view(result, records)
+
+
+async def _purged(state: Any, call_id: str) -> bool:
+    """True when the call is gone from Postgres (`dni-gateway purge`) though the live engine
+    still holds it: its match history row would refer to no call and fail every later write.
+    A call made a moment ago may still be queued: the writer is asked to flush and the call is
+    looked for again. A database that does not answer refuses nothing (the override is
+    spooled like any record)."""
+    if state.pool is None or await _stored(state.pool, call_id) is not False:
+        return False
+    state.writer.kick()
+    await asyncio.sleep(PURGE_RECHECK_S)
+    return await _stored(state.pool, call_id) is False
+
+
+async def _stored(pool: asyncpg.Pool, call_id: str) -> bool | None:
+    """Whether Postgres has the call; None when it does not answer in time."""
+    try:
+        async with asyncio.timeout(PURGE_CHECK_TIMEOUT_S), pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM calls WHERE id = $1", call_id))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
 
 
 def _override_view(result: Any, records: list[Any]) -> dict[str, Any]:

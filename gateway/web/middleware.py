@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import log
 from gateway.engine.errors import EngineError
-from gateway.web import errors
+from gateway.web import errors, validate
 from gateway.web.keys import METRICS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,6 +77,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        validate.check_target(request)
         return await handler(request)
     except errors.ApiError as exc:
         return errors.response(exc.status, exc.code, exc.message, exc.field)

@@ -33,6 +33,7 @@ def _op(summary: str, ok: dict[str, Any], *err: int, body: dict[str, Any] | None
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*err)}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["responses"].update(_errors(408))  # the body did not arrive in time (slow client)
     if secured:
         op["security"] = [{"bearer": []}]
     else:
@@ -175,9 +176,11 @@ def _static_paths() -> dict[str, Any]:
     return {
         "/swap.js": {"get": _op("Website snippet; `?v=<version>` makes it immutable", script,
                                 secured=False, params=[_query("v")])},
-        "/swap.{version}.js": {"parameters": [_path_param("version")],
+        "/swap.{version}.js": {"parameters": [{**_path_param("version"), "schema": {
+                                   "type": "string", "pattern": "^[0-9a-f]+$"}}],
                                "get": _op("Website snippet at a versioned, immutable URL",
-                                          script, secured=False)},
+                                          {**script, "404": _resp("not a hex version", ERROR)},
+                                          secured=False)},
         "/demo": {"get": _op("Demo customer page for the demo site",
                              {"200": _resp("page", {"type": "string"}, "text/html")},
                              secured=False)},
@@ -199,6 +202,17 @@ def _report_paths() -> dict[str, Any]:
 
 
 EXTRA_PATHS: list[dict[str, Any]] = []  # later modules (reports, ui) register here
+METHODS = ("get", "put", "post", "patch", "delete", "options")
+
+
+def _every_operation_may_be_refused(paths: dict[str, Any]) -> None:
+    """Any route answers 400 when its decoded path or query holds a NUL or invalid UTF-8
+    (`validate.check_target`, applied by the middleware before the handler)."""
+    bad_target = _resp("NUL or invalid UTF-8 in the path or query", ERROR)
+    for item in paths.values():
+        for method in METHODS:
+            if method in item:
+                item[method]["responses"].setdefault("400", bad_target)
 
 
 def document() -> dict[str, Any]:
@@ -206,6 +220,7 @@ def document() -> dict[str, Any]:
              **_static_paths(), **_report_paths()}
     for extra in EXTRA_PATHS:
         paths.update(extra)
+    _every_operation_may_be_refused(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "dni-gateway", "version": __version__},

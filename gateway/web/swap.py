@@ -26,6 +26,7 @@ EVENT_KINDS = ("pageview", "ping", "click_to_call", "hidden")
 MAX_URL = 4096  # longer than any real landing URL; browsers themselves cap near 2 KB-2 MB
 MAX_ID = 64  # visitor and session ids are ~24 characters; anything longer is not ours
 MAX_UA = 1024  # user agents above this are junk; truncated rather than refused
+ENCODED_NUL = "%00"
 CORS_MAX_AGE_S = "86400"  # browsers cap preflight caching at 2 h (Chrome) to 24 h (Firefox)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
@@ -53,6 +54,15 @@ def _check_origin(request: web.Request, allowed: Any) -> None:
                        field="Origin")
 
 
+def _agent(raw: str) -> str:
+    """The user agent as stored: truncated, and with bytes that are not UTF-8 (aiohttp keeps
+    them as surrogates) or NUL replaced, since Postgres would refuse the session's record."""
+    ua = raw[:MAX_UA]
+    if validate.plain(ua):
+        return ua
+    return ua.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 def _answer(v: Any, site: Any) -> dict[str, Any]:
     return {"visitor": v.visitor, "session": v.session, "source": v.source, "number": v.number,
             "formatted": v.formatted, "replaces": list(site.swap_targets)}
@@ -63,6 +73,10 @@ async def swap(request: web.Request) -> web.Response:
     key = validate.string(doc, "site", max_len=MAX_ID)
     visitor = validate.string(doc, "visitor", nullable=True, required=False, max_len=MAX_ID)
     url = validate.string(doc, "url", max_len=MAX_URL)
+    if url is not None and ENCODED_NUL in url:
+        # The engine decodes the landing's query into the session's attribution (utm_*, click
+        # ids), which Postgres could not store with a NUL in it.
+        raise ApiError(422, "url must not contain a percent-encoded NUL (%00)", field="url")
     referrer = validate.string(doc, "referrer", nullable=True, required=False, max_len=MAX_URL)
     engine = _engine(request)
     try:
@@ -76,7 +90,7 @@ async def swap(request: web.Request) -> web.Response:
         metrics.swaps.labels(key, "rate_limited").inc()
         resp = web.json_response({**_answer(v, site), "visitor": visitor})
     else:
-        ua = request.headers.get("User-Agent", "")[:MAX_UA]
+        ua = _agent(request.headers.get("User-Agent", ""))
         v = engine.visit(site=key, url=url, referrer=referrer or None, user_agent=ua,
                          visitor=visitor or None, at=time.time())
         request.app[STATE].writer.add(engine.drain())

@@ -22,13 +22,14 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from gateway import __version__, log
 from gateway.engine import Engine
 from gateway.engine.errors import EngineError
 from gateway.store import calls_repo, reports
-from gateway.web import calls, ui_views
+from gateway.web import calls, ui_views, validate
 from gateway.web.auth import key_matches
 from gateway.web.errors import ApiError
 from gateway.web.keys import SETTINGS, STATE
@@ -66,6 +67,7 @@ USE_ERRORS = {
 }
 FORBIDDEN = ("This form was not sent from this dashboard, or it has expired. "
              "Reload the page and try again.")
+UNREADABLE = "This form could not be read. Reload the page and try again."
 
 Page = Callable[[web.Request, UiSession], Awaitable[web.StreamResponse]]
 Form = Callable[[web.Request, UiSession, MultiDictProxy[Any]], Awaitable[web.StreamResponse]]
@@ -166,7 +168,9 @@ class Dashboard:
                 return _harden(self._error(request, session, 403, FORBIDDEN))
             if session is None:
                 return _harden(_redirect(SIGNIN))
-            data = await request.post()
+            data = await _read_form(request)
+            if data is None:
+                return _harden(self._error(request, session, 400, UNREADABLE))
             if not self.auth(request).csrf_ok(session.nonce, data.get("csrf")):
                 _log.warning("ui_csrf_refused", path=request.path)
                 return _harden(self._error(request, session, 403, FORBIDDEN))
@@ -208,7 +212,9 @@ class Dashboard:
         auth = self.auth(request)
         if not same_origin(request, request.app[SETTINGS].public_url):
             return _harden(self._error(request, None, 403, FORBIDDEN))
-        data = await request.post()
+        data = await _read_form(request)
+        if data is None:
+            return _harden(self._signin_page(request, None, 400, UNREADABLE))
         nxt = str(data.get("next", ""))
         if not auth.csrf_ok(auth.presign_nonce(request), data.get("csrf")):
             return _harden(self._signin_page(request, nxt, 403, FORBIDDEN))
@@ -333,6 +339,16 @@ class Dashboard:
         cache = f"public, max-age={ASSET_MAX_AGE_S}, immutable" if current else "no-cache"
         return web.Response(body=asset.body, content_type=ASSETS[name], charset="utf-8",
                             headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
+
+
+async def _read_form(request: web.Request) -> MultiDictProxy[Any] | None:
+    """The posted form, or None when its body cannot be parsed (a multipart body without its
+    boundary, an unknown charset): a 400 page rather than an internal error."""
+    try:
+        form: MultiDictProxy[Any] = await validate.read_form(request)
+    except (ValueError, LookupError, HttpProcessingError):  # bad charset, boundary, part
+        return None
+    return form
 
 
 def _harden(resp: web.StreamResponse) -> web.StreamResponse:

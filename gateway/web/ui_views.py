@@ -19,9 +19,14 @@ import phonenumbers
 from gateway.engine.config import Config, SourceConfig
 from gateway.engine.rules import implicit_rules, rule_to_dict
 from gateway.web import ui_charts
+from gateway.web.reports import MAX_PERIOD_S
 
 DAY_S = 86400
 REPORT_DAYS = 7  # the accuracy report's default period: a whole week of daily patterns
+# Dates the forms accept: the call API's time range (`calls.EARLIEST_S`..`LATEST_S`), so that
+# "to" plus a day still is a date and a time the API takes.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(9998, 12, 31)
 # Confidence filter of the call log: (min, max) likelihood, max exclusive, as the API takes them.
 CONFIDENCE: dict[str, tuple[float | None, float | None]] = {
     "high": (ui_charts.HIGH, None),
@@ -164,6 +169,8 @@ def day_start(raw: str, field: str) -> float | None:
         day = date.fromisoformat(raw)
     except ValueError:
         raise ValueError(f"{field} must be a date (YYYY-MM-DD)") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"{field} must be between {EARLIEST_DAY} and {LATEST_DAY}")
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
@@ -243,6 +250,8 @@ def report_period(form: Mapping[str, str], now: float) -> tuple[float, float]:
     assert since is not None and until is not None
     if until < since:
         raise ValueError("to must not be before from")
+    if until + DAY_S - since > MAX_PERIOD_S:
+        raise ValueError(f"the period is longer than {MAX_PERIOD_S // DAY_S:.0f} days")
     return since, until + DAY_S
 
 

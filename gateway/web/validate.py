@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -11,6 +12,13 @@ from aiohttp import web
 from gateway.web.errors import ApiError
 
 JSON_TYPES = ("application/json", "")  # "" tolerates clients (sendBeacon, curl) that omit it
+# The deepest real document (an import: sites > sources > match > list) is 6 levels; the limit
+# keeps parsing, validating and re-serialising far from Python's recursion limit.
+MAX_JSON_DEPTH = 32
+# A request body must arrive within this long once the headers are in: 1 MiB (the default
+# DNI_MAX_BODY_BYTES) takes 30 s at 280 kbit/s; a client trickling it slower (a slow-body
+# "R.U.D.Y." attack) would otherwise hold a handler for as long as it likes.
+BODY_TIMEOUT_S = 30.0
 
 
 async def read_json(request: web.Request) -> Any:
@@ -18,16 +26,95 @@ async def read_json(request: web.Request) -> Any:
     ctype = request.content_type if request.headers.get("Content-Type") else ""
     if ctype not in JSON_TYPES and ctype != "text/plain":
         raise ApiError(415, f"expected application/json, got {ctype}", field="Content-Type")
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "body is not valid UTF-8", field="body") from None
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                        field="body") from None
+    except RecursionError:
+        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                       field="body") from None
+    storable(doc)
+    return doc
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body (413 past the app's client_max_size), or 408 when it does not arrive
+    within BODY_TIMEOUT_S."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s",
+                       field="body") from None
+
+
+async def read_form(request: web.Request) -> Any:
+    """The posted form (`request.post()`), within BODY_TIMEOUT_S (else 408)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.post()
+    except TimeoutError:
+        raise ApiError(408, f"the form did not arrive within {BODY_TIMEOUT_S:g} s",
+                       field="body") from None
+
+
+def storable(doc: Any) -> None:
+    """Refuse a parsed document (JSON or TOML) that Postgres could not store or that nests too
+    deeply: text with NUL characters or unpaired surrogates (JSON's "\\u0000", "\\ud800")
+    would fail every later write of the batch it lands in. 422 naming the first such field."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"document nested deeper than {MAX_JSON_DEPTH} levels",
+                           field="body")
+        if isinstance(value, str):
+            if not plain(value):
+                raise ApiError(422, "text must not contain NUL characters or unpaired "
+                               "surrogates", field=where or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not plain(key):
+                    raise ApiError(422, "a key contains NUL characters or unpaired surrogates",
+                                   field=where or "body")
+                stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def plain(text: str) -> bool:
+    """True for text that PostgreSQL stores as given: no NUL and valid UTF-8 (no lone
+    surrogates, which JSON escapes and aiohttp's `surrogateescape` header decoding produce)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_target(request: web.Request) -> None:
+    """400 for a request whose decoded path or query holds text Postgres cannot store (a
+    percent-encoded NUL): such text reaches SQL filters and lookups from many handlers."""
+    if not plain(request.path):
+        raise ApiError(400, "the path contains a NUL character or invalid UTF-8", field="path")
+    for key, value in request.query.items():
+        if not (plain(key) and plain(value)):
+            raise ApiError(400, "the query contains a NUL character or invalid UTF-8",
+                           field=key if plain(key) else "query")
+
+
+def digits(raw: str, max_len: int) -> bool:
+    """ASCII decimal digits only, at most `max_len` of them (`str.isdigit` also accepts "²",
+    which `int()` refuses)."""
+    return 0 < len(raw) <= max_len and raw.isascii() and raw.isdigit()
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
