@@ -96,26 +96,14 @@ def _install_uvloop() -> None:
 
 def migrate(args: argparse.Namespace) -> int:
     from gateway.store import migrate as migrations
-    from gateway.store.db import create_pool
-    from gateway.store.embedded import EmbeddedPostgres
+    from gateway.store.db import configured_pool
 
     settings = _settings(args)
     log.configure(settings.log_format, settings.log_level)
 
     async def run() -> list[str]:
-        embedded = None
-        url = settings.database_url
-        if url is None:
-            embedded = EmbeddedPostgres(settings.data_dir / "pg")
-            url = embedded.start()
-        pool = await create_pool(url)
-        try:
-            async with pool.acquire() as conn:
-                return await migrations.apply(conn)
-        finally:
-            await pool.close()
-            if embedded is not None:
-                embedded.stop()
+        async with configured_pool(settings) as pool, pool.acquire() as conn:
+            return await migrations.apply(conn)
 
     applied = asyncio.run(run())
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'up to date'}")

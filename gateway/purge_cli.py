@@ -81,19 +81,7 @@ def _refuse(message: str) -> int:
 
 async def _with_pool(work: Callable[[Any], Awaitable[Any]]) -> Any:
     from gateway.settings import from_env
-    from gateway.store.db import create_pool
-    from gateway.store.embedded import EmbeddedPostgres
+    from gateway.store.db import configured_pool
 
-    settings = from_env()
-    embedded = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pg")
-        url = await asyncio.get_running_loop().run_in_executor(None, embedded.start)
-    pool = await create_pool(url)
-    try:
+    async with configured_pool(from_env()) as pool:
         return await work(pool)
-    finally:
-        await pool.close()
-        if embedded is not None:
-            embedded.stop()

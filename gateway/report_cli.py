@@ -109,27 +109,15 @@ def run(args: argparse.Namespace) -> int:
 async def _compute(args: argparse.Namespace, since: float, until: float) -> dict[str, Any]:
     from gateway.settings import from_env
     from gateway.store.config_repo import load_config
-    from gateway.store.db import create_pool
-    from gateway.store.embedded import EmbeddedPostgres
+    from gateway.store.db import configured_pool
     from gateway.store.reports import accuracy_report
 
-    settings = from_env()
-    embedded = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pg")
-        url = await asyncio.get_running_loop().run_in_executor(None, embedded.start)
-    pool = await create_pool(url)
-    try:
+    async with configured_pool(from_env()) as pool:
         async with pool.acquire() as conn:
             config = await load_config(conn)
         return await accuracy_report(pool, config, site=args.site, since=since, until=until,
                                      threshold=args.threshold, target=args.target,
                                      replay=args.replay)
-    finally:
-        await pool.close()
-        if embedded is not None:
-            embedded.stop()
 
 
 # ---- the table ---------------------------------------------------------------------------------

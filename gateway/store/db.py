@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -35,3 +39,23 @@ def ts(at: float | None) -> datetime | None:
 
 def epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
+
+
+@contextlib.asynccontextmanager
+async def configured_pool(settings: Any) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the database the settings name: DATABASE_URL, or the embedded server in
+    DNI_DATA_DIR (started here and stopped on exit). For the CLI's one-shot commands."""
+    from gateway.store.embedded import EmbeddedPostgres
+
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "pg")
+        url = await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+    pool = await create_pool(url)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        if embedded is not None:
+            await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
