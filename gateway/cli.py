@@ -50,7 +50,7 @@ def _banner(settings: Settings, admin_key: str, generated: bool) -> None:
         f"  health:   {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics",
         f"  API doc:  {base}/v1/openapi.json   demo page (swap.js at work): {base}/demo",
         f"  dashboard: {base}/ui  (sign in with the admin key)",
-        f"  try:      curl -s -X POST {base}/v1/swap -d "
+        f"  try:      curl -s -X POST {base}/v1/swap -H 'Content-Type: application/json' -d "
         "'{\"site\":\"demo\",\"url\":\"https://demo.test/?gclid=abc\",\"referrer\":null}'",
     ]
     if generated:
