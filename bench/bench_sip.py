@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
-
 from bench import harness
 from tests import pg
 
@@ -33,45 +31,16 @@ FORWARD = "+18005550100"
 
 
 def numbers() -> list[str]:
-    return [f"+1415230{i:04d}" for i in range(POOL)]
+    return [harness.pool_number(i) for i in range(POOL)]
 
 
-def write_config(sip_dir: Path) -> Path:
-    listed = ", ".join(f'"{n}"' for n in numbers())
-    path = sip_dir / "sites.toml"
-    path.write_text(f'''[[sites]]
-key = "bench"
-name = "Bench"
-swap_targets = ["{FORWARD}"]
-  [[sites.sources]]
-  name = "Google Ads"
-  kind = "online"
-  match = {{ gclid = true }}
-  forward_to = "{FORWARD}"
-  numbers = [{listed}]
-''')
-    return path
+def write_config() -> Path:
+    return harness.pool_config(POOL, forward=FORWARD)
 
 
 async def seed(url: str, now: float) -> None:
-    rng = random.Random(11)
-    pool = numbers()
-    cols: list[list[object]] = [[] for _ in range(7)]
-    for i in range(SESSIONS):
-        started = now - rng.uniform(60, 1500)
-        row = (f"s_sip{i:07d}", f"v_sip{i:07d}", "bench", "Google Ads", pool[i % POOL],
-               started, min(now - 1, started + rng.uniform(0, 300)))
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            "INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity)"
-            " SELECT u.id, u.v, u.site, u.src, u.num, to_timestamp(u.s), to_timestamp(u.l)"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-            " $6::float8[], $7::float8[]) AS u(id, v, site, src, num, s, l)", *cols)
-    finally:
-        await conn.close()
+    await harness.seed_sessions(url, now, SESSIONS, lambda i: harness.pool_number(i % POOL),
+                                seed=11)
 
 
 def scenario(work: Path) -> tuple[Path, Path]:
@@ -166,7 +135,7 @@ def main() -> None:
     server = pg.Restartable()
     try:
         db = asyncio.run(pg.create_database(server.url))
-        config = write_config(work)
+        config = write_config()
         sip_port = harness.free_port()
         env = {"DATABASE_URL": db, "DNI_SIP_PORT": str(sip_port), "DNI_SIP_HOST": "127.0.0.1",
                "DNI_SIP_TERMINATION": "trunk.example", "DNI_LOG_LEVEL": "warning"}

@@ -7,7 +7,6 @@ Run: .venv/bin/python bench/bench_swap_http.py [--seconds 10] [--connections 32]
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from bench import harness
@@ -16,22 +15,7 @@ POOL = 200  # numbers in the bench pool: many live sessions share, as a busy sit
 
 
 def write_config() -> Path:
-    numbers = ", ".join(f'"+1415230{i:04d}"' for i in range(POOL))
-    text = f'''[[sites]]
-key = "bench"
-name = "Bench"
-swap_targets = ["+18005550100"]
-allowed_origins = ["https://bench.test"]
-  [[sites.sources]]
-  name = "Google Ads"
-  kind = "online"
-  match = {{ gclid = true }}
-  forward_to = "+18005550100"
-  numbers = [{numbers}]
-'''
-    path = Path(tempfile.mkdtemp(prefix="dni-bench-cfg-")) / "sites.toml"
-    path.write_text(text)
-    return path
+    return harness.pool_config(POOL, origins=("https://bench.test",))
 
 
 def main() -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -34,42 +32,14 @@ ON_DIALLED = 1_000
 
 
 def write_config() -> Path:
-    numbers = ", ".join(f'"+1415230{i:04d}"' for i in range(POOL))
-    path = Path(tempfile.mkdtemp(prefix="dni-bench-cfg-")) / "sites.toml"
-    path.write_text(f'''[[sites]]
-key = "bench"
-name = "Bench"
-swap_targets = ["+18005550100"]
-  [[sites.sources]]
-  name = "Google Ads"
-  kind = "online"
-  match = {{ gclid = true }}
-  forward_to = "+18005550100"
-  numbers = [{numbers}]
-''')
-    return path
+    return harness.pool_config(POOL)
 
 
 async def seed_sessions(url: str, now: float) -> None:
     """100,000 live sessions, 1,000 of them shown the dialled number (others spread evenly)."""
-    rng = random.Random(7)
-    rows = []
-    for i in range(SESSIONS):
-        number = DIALLED if i < ON_DIALLED else f"+1415230{1 + i % (POOL - 1):04d}"
-        started = now - rng.uniform(60, 1500)
-        last = min(now - 1, started + rng.uniform(0, 300))
-        rows.append((f"s_bench{i:07d}", f"v_bench{i:07d}", "bench", "Google Ads", number,
-                     started, last))
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            "INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity)"
-            " SELECT u.id, u.v, u.site, u.src, u.num, to_timestamp(u.s), to_timestamp(u.l)"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-            " $6::float8[], $7::float8[]) AS u(id, v, site, src, num, s, l)",
-            *[list(col) for col in zip(*rows, strict=True)])
-    finally:
-        await conn.close()
+    await harness.seed_sessions(
+        url, now, SESSIONS, lambda i: DIALLED if i < ON_DIALLED
+        else harness.pool_number(1 + i % (POOL - 1)), seed=7)
 
 
 def signed_call(i: int) -> tuple[bytes, dict[str, str]]:

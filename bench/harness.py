@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,3 +112,55 @@ def post_json(url: str, doc: object, headers: dict[str, str] | None = None) -> o
                                  headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read() or b"null")
+
+
+def pool_number(i: int) -> str:
+    """The i-th tracking number of the bench pools (valid US numbers for phonenumbers)."""
+    return f"+1415230{i:04d}"
+
+
+def pool_config(pool: int, origins: tuple[str, ...] = (), forward: str = "+18005550100") -> Path:
+    """A site config file with one Google Ads pool of `pool` numbers."""
+    numbers = ", ".join(f'"{pool_number(i)}"' for i in range(pool))
+    allowed = ", ".join(f'"{o}"' for o in origins)
+    path = Path(tempfile.mkdtemp(prefix="dni-bench-cfg-")) / "sites.toml"
+    path.write_text(f'''[[sites]]
+key = "bench"
+name = "Bench"
+swap_targets = ["{forward}"]
+allowed_origins = [{allowed}]
+  [[sites.sources]]
+  name = "Google Ads"
+  kind = "online"
+  match = {{ gclid = true }}
+  forward_to = "{forward}"
+  numbers = [{numbers}]
+''')
+    return path
+
+
+async def seed_sessions(url: str, now: float, count: int, number_of: Callable[[int], str],
+                        seed: int) -> None:
+    """`count` live sessions written straight into PostgreSQL (the loader restores them):
+    session i is shown `number_of(i)`, started 1-25 min ago, active up to 5 min after."""
+    import random
+
+    import asyncpg
+
+    rng = random.Random(seed)
+    cols: list[list[object]] = [[] for _ in range(7)]
+    for i in range(count):
+        started = now - rng.uniform(60, 1500)
+        row = (f"s_bench{i:07d}", f"v_bench{i:07d}", "bench", "Google Ads", number_of(i),
+               started, min(now - 1, started + rng.uniform(0, 300)))
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity)"
+            " SELECT u.id, u.v, u.site, u.src, u.num, to_timestamp(u.s), to_timestamp(u.l)"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::float8[], $7::float8[]) AS u(id, v, site, src, num, s, l)", *cols)
+    finally:
+        await conn.close()
