@@ -98,9 +98,7 @@ def gather(slot: NumberSlot, at: float, history: Iterable[str | None]) -> Batch 
     since = at - slot.source.window
     last, started = shown.last[lo:hi], shown.started[lo:hi]
     positions: Sequence[int]
-    if not (shown.low_last >= since and shown.high_started <= at):  # the bounds may be loose
-        shown.tighten(min(last), max(started))
-    if shown.low_last >= since and shown.high_started <= at:  # the usual case: every one
+    if min(last) >= since and max(started) <= at:  # the usual case: every one of them
         positions = range(lo, hi)
         columns: list[Sequence[float]] = [last, shown.c2c[lo:hi], shown.hidden[lo:hi]]
         flags: list[Sequence[int]] = [shown.mobile[lo:hi], shown.shared[lo:hi],

@@ -53,9 +53,9 @@ class Shown:
     that were forgotten): for those the visitor's latest session is looked up at call time.
     """
 
-    __slots__ = ("base", "built", "c2c", "changes", "epoch", "evidence", "head", "hidden",
-                 "high_started", "ids", "last", "low_last", "mobile", "ordinal", "pageviews",
-                 "sessions", "shared", "started", "superseded", "visitors")
+    __slots__ = ("base", "built", "c2c", "changes", "epoch", "evidence", "head", "hidden", "ids",
+                 "last", "mobile", "ordinal", "pageviews", "sessions", "shared", "started",
+                 "superseded", "visitors")
 
     def __init__(self) -> None:
         self.sessions: list[Session | None] = []
@@ -76,10 +76,6 @@ class Shown:
         self.shared = bytearray()
         self.superseded = bytearray()
         self.evidence = bytearray()  # `evidence(s)`
-        # Bounds on the columns' queued entries, so a call can often skip looking at each one:
-        # at most the least last_activity, at least the greatest started_at (both `tighten`ed).
-        self.low_last = float("inf")
-        self.high_started = float("-inf")
 
     def __len__(self) -> int:
         return len(self.sessions) - self.head
@@ -137,13 +133,8 @@ class Shown:
         if self.built < len(self.sessions):
             self._extend()
 
-    def tighten(self, low_last: float, high_started: float) -> None:
-        """Exact bounds a call computed over the queued entries."""
-        self.low_last, self.high_started = low_last, high_started
-
     def _write(self, i: int, s: Session) -> None:
         self.last[i] = s.last_activity
-        self.low_last = min(self.low_last, s.last_activity)
         c2c = s.last_click_to_call
         self.c2c[i] = NONE_TIME if c2c is None else c2c
         self.hidden[i] = hidden_at(s)
@@ -172,9 +163,6 @@ class Shown:
         self.superseded += bytes(gap) + bytes([s.superseded for s in queued])
         self.evidence += bytes(gap) + bytes([evidence(s) for s in queued])
         self.built = len(self.sessions)
-        if queued:
-            self.low_last = min(self.low_last, min(s.last_activity for s in queued))
-            self.high_started = max(self.high_started, max(s.started_at for s in queued))
 
     def _columns(self) -> tuple[list[str], list[str], array[float], array[float], array[float],
                                 array[float], array[int], array[int], bytearray, bytearray,
