@@ -433,6 +433,8 @@ async def soak(phase_s: float, rate: int, out: Any = sys.stdout) -> dict[str, An
                            "errors": tally.errors[:10]}
         print("final     " + json.dumps(report["final"]), file=out, flush=True)
     finally:
+        if load.sip is not None and load.sip.transport is not None:
+            load.sip.transport.close()
         gw.stop()
         server.remove()
     return report
