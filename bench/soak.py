@@ -334,11 +334,12 @@ async def verify(db: str, tally: Tally) -> dict[str, Any]:
     finally:
         await conn.close()
     missing = set(tally.visits) - sessions
-    # Sessions answered in the write-behind window before the SIGKILL were still in memory:
+    # Sessions answered in the write-behind window before the SIGKILL were still in memory
+    # (an answer in flight at the kill is read just after it, hence the window both sides):
     # by design only call records are spooled before answering (see README), so these are
     # the price of a swap path without a disk write. Counted apart from real losses.
     window = {s for s in missing if tally.killed_at is not None
-              and tally.killed_at - KILL_WINDOW_S <= tally.answered_at[s] <= tally.killed_at}
+              and abs(tally.answered_at[s] - tally.killed_at) <= KILL_WINDOW_S}
     return {"visits_answered": len(tally.visits),
             "visits_missing": len(missing - window),
             "visits_in_kill_window": len(window),
