@@ -2,6 +2,7 @@
 (Erlang B), and the traffic simulator with replay evaluation.
 
 Nothing here does I/O or imports asyncio; time is always passed in as epoch seconds (float).
-The engine (`gateway.engine`) builds `Timeline`s of the sessions that saw a dialled number and
-calls `score()`; the simulator drives the engine in virtual time.
+The engine (`gateway.engine`) describes the sessions that saw a dialled number as `Timeline`s
+(handed over column by column, `TimelineColumns`) and calls `score()`; the simulator drives the
+engine in virtual time.
 """

@@ -46,6 +46,25 @@ class CallContext:
 NONE_TIME = float("nan")  # None in the optional-time columns of TimelineColumns
 
 
+class Memo:
+    """Room for `scoring.model.score` to keep work between calls that score the same
+    candidates; the caller creates one (say per tracking number), hands it over with the
+    columns, and never looks inside. Columns handed over with a memo are `array.array`s or
+    `bytearray`s (the model compares them byte for byte)."""
+
+    __slots__ = ("at", "bases", "caller", "horizons", "key", "low", "volatile", "weights")
+
+    def __init__(self) -> None:
+        self.key: object = None
+        self.caller: object = None
+        self.at = 0.0
+        self.low = 0.0
+        self.volatile = 0
+        self.weights: list[float] = []
+        self.bases: list[float] = []
+        self.horizons: list[float] = []
+
+
 class TimelineColumns(Sequence[Timeline]):
     """The timelines of many candidates stored column by column: entry i of every column is
     candidate i. `scoring.model.score` reads the columns directly, with no `Timeline` per
@@ -61,15 +80,21 @@ class TimelineColumns(Sequence[Timeline]):
     only lets the model skip tests that cannot apply). `row(i)` also needs the fields the model
     does not read (ids, `assigned_at`, `live`, `holders_at_last_activity`): a subclass provides
     them, and `TimelineColumns.of(timelines)` builds columns from ready `Timeline`s.
+
+    A caller that scores the same candidates again and again (one tracking number) may pass
+    a `Memo` of its own: the model then reuses what still holds from the last call instead of
+    weighing every candidate anew, with identical results.
     """
 
     __slots__ = ("caller_matches", "evidence", "hidden_at", "last_activity", "last_click_to_call",
-                 "mobile", "pageviews", "shared", "visitor_sessions")
+                 "memo", "mobile", "pageviews", "shared", "visitor_sessions")
 
     def __init__(self, *, last_activity: Sequence[float], last_click_to_call: Sequence[float],
                  hidden_at: Sequence[float], mobile: Sequence[int], shared: Sequence[int],
                  pageviews: Sequence[int], caller_matches: Sequence[int],
-                 visitor_sessions: Sequence[int], evidence: Sequence[int]) -> None:
+                 visitor_sessions: Sequence[int], evidence: Sequence[int],
+                 memo: Memo | None = None) -> None:
+        self.memo = memo
         self.evidence = evidence
         self.last_activity = last_activity
         self.last_click_to_call = last_click_to_call

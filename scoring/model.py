@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import reduce
 from importlib import resources
+from operator import add
 from typing import Any
 
-from scoring.features import CallContext, Timeline, TimelineColumns
+from scoring.features import CallContext, Memo, Timeline, TimelineColumns
 
 PARAMS_FILE = "params.json"
 PARAMS_VERSION = 1  # bump when the meaning of a parameter changes
@@ -298,34 +301,119 @@ def score(  # noqa: PLR0912 - the hot loop is inlined on purpose (module docstri
     return _normalised(ctx, m, weights, total)
 
 
-def _score_columns(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
-    ctx: CallContext, columns: TimelineColumns, m: Model
-) -> Scores:
-    """`score` over columns, with the same floats in the same order (NaN is None). A
-    candidate without an `evidence` flag skips the tests that cannot apply to it."""
+# The model's columns in the order `_weigh` takes them.
+_COLUMNS = ("last_activity", "evidence", "mobile", "caller_matches", "pageviews",
+            "last_click_to_call", "hidden_at", "shared", "visitor_sessions")
+# Remembered weights (a `Memo`) hold until the recency bucket can change. A bucket's end in
+# seconds of gap, shortened by a relative and an absolute margin far larger than the rounding
+# of `log1p` and of epoch times below MEMO_TIME_LIMIT (where a float's step is under 1e-6 s), so
+# a gap short of it provably stays in the bucket; EDGE keeps a weight found within 1e-9 of its
+# bucket's start from being remembered at all.
+MEMO_TIME_LIMIT = 2.0**32
+EDGE = 1e-9
+_BUCKET_ENDS = tuple(math.expm1((k + 1) / STEPS_PER_E) * (1.0 - EDGE) - 1e-5
+                     for k in range(N_BUCKETS))
+_ALWAYS, _NEVER = float("inf"), float("-inf")
+
+
+def _score_columns(ctx: CallContext, columns: TimelineColumns, m: Model) -> Scores:
+    """`score` over columns, with the same floats in the same order (NaN is None)."""
+    f_nomatch = m.flags[FLAGS.index("caller_other")] if ctx.caller_seen_before else 1.0
+    memo = columns.memo
+    if memo is None or not 0.0 <= ctx.at < MEMO_TIME_LIMIT:
+        weights = _weigh(ctx, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS])[0]
+    else:
+        weights = _remembered(ctx, m, f_nomatch, columns, memo)
+    return _normalised(ctx, m, weights, reduce(add, weights, 0.0))
+
+
+def _remembered(ctx: CallContext, m: Model, f_nomatch: float, columns: TimelineColumns,
+                memo: Memo) -> list[float]:
+    """The weights, reusing the work of the last call on the same candidates where it holds.
+
+    A candidate's weight is its base (recency and evidence) times the caller factor times the
+    pageviews factor. A remembered base is reused when the model and every column but the
+    caller matches are the same byte for byte, time has not gone back, and the call comes
+    before the base's horizon: the end of its recency bucket for a candidate with no evidence
+    flag and not live on a mobile (time moves its base through the bucket alone), never
+    otherwise. Remembered weights are reused when the caller factors are the same too. So the
+    floats are exactly those `_weigh` would compute now."""
+    cols = [getattr(columns, c) for c in _COLUMNS]
+    candidates = (m, _snapshot(cols[:3] + cols[4:]))  # all but the caller matches
+    caller = (f_nomatch, _snapshot(cols[3:4]))
+    stale: list[int] | None = None
+    if memo.key == candidates and ctx.at >= memo.at and 4 * memo.volatile <= len(memo.bases):
+        stale = [i for i, h in enumerate(memo.horizons) if h <= ctx.at] if (
+            ctx.at >= memo.low) else []
+        if 4 * len(stale) > len(memo.bases):  # most of them: weigh them all, it is quicker
+            stale = None
+    if stale is None:
+        memo.weights, memo.bases, memo.horizons = _weigh(ctx, m, f_nomatch, cols)
+        memo.volatile = memo.horizons.count(_NEVER)  # weighed anew at every call
+    else:
+        weights, bases, horizons = _weigh(ctx, m, f_nomatch, [[c[i] for i in stale]
+                                                              for c in cols])
+        for i, w, b, h in zip(stale, weights, bases, horizons, strict=True):
+            memo.weights[i], memo.bases[i], memo.horizons[i] = w, b, h
+        memo.volatile = memo.horizons.count(_NEVER)
+        if memo.caller != caller:
+            memo.weights = _finish(m, f_nomatch, memo.bases, cols[3], cols[4])
+    memo.key, memo.caller, memo.at = candidates, caller, ctx.at
+    memo.low = min(memo.horizons, default=_ALWAYS)
+    return memo.weights
+
+
+def _finish(m: Model, f_nomatch: float, bases: list[float], matches: Sequence[int],
+            pageviews: Sequence[int]) -> list[float]:
+    """Weights from bases: times the caller factor, then the pageviews factor (as `_weigh`)."""
+    f_match = m.flags[FLAGS.index("caller_match")]
+    pv_table = m.pageviews
+    return [b * (f_match if mt else f_nomatch)
+            * (pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1])
+            for b, mt, pv in zip(bases, matches, pageviews, strict=True)]
+
+
+def _snapshot(parts: list[Sequence[Any]]) -> tuple[Any, ...]:
+    """The exact contents of array columns (typecodes and bytes; NaN equals itself)."""
+    return (*(getattr(p, "typecode", "B") for p in parts),
+            b"".join(p.tobytes() if isinstance(p, array) else bytes(p) for p in parts))
+
+
+def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
+    ctx: CallContext, m: Model, f_nomatch: float, columns: Sequence[Sequence[Any]]
+) -> tuple[list[float], list[float], list[float]]:
+    """Each candidate's weight (`score`'s loop over columns in `_COLUMNS` order; NaN is None),
+    its base (before the caller and pageviews factors) and until when the base holds (see
+    `_remembered`). A candidate without an `evidence` flag skips tests that cannot apply."""
     at = ctx.at
     recency = m.recency
     top = N_BUCKETS - 1
-    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_shared, f_match, f_other, f_ret,
+    ends = _BUCKET_ENDS
+    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_shared, f_match, _, f_ret,
      f_ret_live) = m.flags
-    f_nomatch = f_other if ctx.caller_seen_before else 1.0
     pv_table = m.pageviews
     log1p = math.log1p
-    c2cs, hiddens, shareds, sessionss = (columns.last_click_to_call, columns.hidden_at,
-                                         columns.shared, columns.visitor_sessions)
+    lasts, evidences, mobiles, matcheses, pvs, c2cs, hiddens, shareds, sessionss = columns
     weights: list[float] = []
-    append = weights.append
-    total = 0.0
+    bases: list[float] = []
+    horizons: list[float] = []
     for i, (last, evidence, mobile, matches, pv) in enumerate(zip(
-            columns.last_activity, columns.evidence, columns.mobile, columns.caller_matches,
-            columns.pageviews, strict=True)):
+            lasts, evidences, mobiles, matcheses, pvs, strict=True)):
         gap = at - last
         if gap > 0.0:
-            k = int(log1p(gap) * STEPS_PER_E)
-            w = recency[k if k < top else top]
+            x = log1p(gap) * STEPS_PER_E
+            k = int(x)
+            if k < top:
+                w = recency[k]
+                h = last + ends[k] if k == 0 or x - k > EDGE else _NEVER
+            else:
+                w = recency[top]
+                h = _ALWAYS if x - top > EDGE else _NEVER
         else:
             w = recency[0]
+            h = last + ends[0]
         if evidence:
+            h = _NEVER
             recent = False
             c2c = c2cs[i]
             if c2c == c2c:  # noqa: PLR0124 - not NaN (None): a click_to_call
@@ -354,11 +442,13 @@ def _score_columns(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same
                 w *= f_shared
         elif mobile and gap <= LIVE_S:
             w *= f_quiet
+            h = _NEVER
+        bases.append(w)
+        horizons.append(h)
         w *= f_match if matches else f_nomatch
         w *= pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1]
-        append(w)
-        total += w
-    return _normalised(ctx, m, weights, total)
+        weights.append(w)
+    return weights, bases, horizons
 
 
 def _normalised(ctx: CallContext, m: Model, weights: list[float], total: float) -> Scores:

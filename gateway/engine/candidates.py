@@ -28,6 +28,10 @@ from gateway.engine.timelines import timeline
 from scoring.features import Timeline, TimelineColumns
 
 INT_BYTES = array("q").itemsize
+# Below this many candidates, weighing them all anew costs about what remembering the last
+# call's work saves (measured: 100 candidates, calls a second apart, 10% of them changing
+# recency bucket between calls); at 1,000 a remembered call is four times cheaper.
+MEMO_MIN_CANDIDATES = 256
 
 
 class Batch(TimelineColumns):
@@ -42,9 +46,14 @@ class Batch(TimelineColumns):
         last, c2c, hidden = columns
         mobile, shared, pageviews = flags
         matches = array("q", bytes(INT_BYTES * len(positions)))
+        # The number's memo when these are all its queued sessions, as arrays (see Memo), and
+        # enough of them for remembering to pay.
+        memo = shown.memo if (isinstance(positions, range)
+                              and len(positions) >= MEMO_MIN_CANDIDATES) else None
         super().__init__(last_activity=last, last_click_to_call=c2c, hidden_at=hidden,
                          mobile=mobile, shared=shared, pageviews=pageviews,
-                         caller_matches=matches, visitor_sessions=ordinals, evidence=evidence)
+                         caller_matches=matches, visitor_sessions=ordinals, evidence=evidence,
+                         memo=memo)
         # The same arrays, writable (filled by `_link_visitors`).
         self._matches, self._ordinals, self._evidence = matches, ordinals, evidence
         self._shown = shown
@@ -61,11 +70,11 @@ class Batch(TimelineColumns):
 
     def listed(self, indices: Sequence[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The session ids and visitors of the candidates at `indices`, in that order."""
-        if not indices:
-            return (), ()
-        positions = self._positions
-        pick = itemgetter(*[positions[i] for i in indices], positions[indices[0]])
-        return pick(self._shown.ids)[:-1], pick(self._shown.visitors)[:-1]
+        if len(indices) < 2:  # itemgetter of one item returns it bare, not in a tuple
+            return (tuple(map(self.session_id, indices)),
+                    tuple(self._shown.visitors[self._positions[i]] for i in indices))
+        pick = itemgetter(*[self._positions[i] for i in indices])
+        return pick(self._shown.ids), pick(self._shown.visitors)
 
     def session_id(self, i: int) -> str:
         return self._shown.ids[self._positions[i]]
@@ -98,7 +107,9 @@ def gather(slot: NumberSlot, at: float, history: Iterable[str | None]) -> Batch 
     since = at - slot.source.window
     last, started = shown.last[lo:hi], shown.started[lo:hi]
     positions: Sequence[int]
-    if min(last) >= since and max(started) <= at:  # the usual case: every one of them
+    if not (shown.low_last >= since and shown.high_started <= at):  # the bounds may be loose
+        shown.tighten(min(last), max(started))
+    if shown.low_last >= since and shown.high_started <= at:  # the usual case: every one
         positions = range(lo, hi)
         columns: list[Sequence[float]] = [last, shown.c2c[lo:hi], shown.hidden[lo:hi]]
         flags: list[Sequence[int]] = [shown.mobile[lo:hi], shown.shared[lo:hi],

@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from scoring.features import NONE_TIME
+from scoring.features import NONE_TIME, Memo
 
 if TYPE_CHECKING:
     from gateway.engine.state import Session
@@ -53,9 +53,9 @@ class Shown:
     that were forgotten): for those the visitor's latest session is looked up at call time.
     """
 
-    __slots__ = ("base", "built", "c2c", "changes", "epoch", "evidence", "head", "hidden", "ids",
-                 "last", "mobile", "ordinal", "pageviews", "sessions", "shared", "started",
-                 "superseded", "visitors")
+    __slots__ = ("base", "built", "c2c", "changes", "epoch", "evidence", "head", "hidden",
+                 "high_started", "ids", "last", "low_last", "memo", "mobile", "ordinal",
+                 "pageviews", "sessions", "shared", "started", "superseded", "visitors")
 
     def __init__(self) -> None:
         self.sessions: list[Session | None] = []
@@ -76,6 +76,11 @@ class Shown:
         self.shared = bytearray()
         self.superseded = bytearray()
         self.evidence = bytearray()  # `evidence(s)`
+        # Bounds on the columns' queued entries, so a call can often skip looking at each one:
+        # at most the least last_activity, at least the greatest started_at (both `tighten`ed).
+        self.low_last = float("inf")
+        self.high_started = float("-inf")
+        self.memo = Memo()  # the model's work on these candidates from the last call
 
     def __len__(self) -> int:
         return len(self.sessions) - self.head
@@ -133,8 +138,13 @@ class Shown:
         if self.built < len(self.sessions):
             self._extend()
 
+    def tighten(self, low_last: float, high_started: float) -> None:
+        """Exact bounds a call computed over the queued entries."""
+        self.low_last, self.high_started = low_last, high_started
+
     def _write(self, i: int, s: Session) -> None:
         self.last[i] = s.last_activity
+        self.low_last = min(self.low_last, s.last_activity)
         c2c = s.last_click_to_call
         self.c2c[i] = NONE_TIME if c2c is None else c2c
         self.hidden[i] = hidden_at(s)
@@ -151,8 +161,10 @@ class Shown:
         gap = len(fresh) - len(queued)  # dropped before ever being covered: all at the front
         self.ids += [""] * gap + [s.id for s in queued]
         self.visitors += [""] * gap + [s.visitor for s in queued]
-        self.last.extend([0.0] * gap + [s.last_activity for s in queued])
-        self.started.extend([0.0] * gap + [s.started_at for s in queued])
+        fresh_last = [s.last_activity for s in queued]
+        fresh_started = [s.started_at for s in queued]
+        self.last.extend([0.0] * gap + fresh_last)
+        self.started.extend([0.0] * gap + fresh_started)
         self.c2c.extend([NONE_TIME] * gap + [NONE_TIME if s.last_click_to_call is None
                                             else s.last_click_to_call for s in queued])
         self.hidden.extend([NONE_TIME] * gap + [hidden_at(s) for s in queued])
@@ -163,6 +175,8 @@ class Shown:
         self.superseded += bytes(gap) + bytes([s.superseded for s in queued])
         self.evidence += bytes(gap) + bytes([evidence(s) for s in queued])
         self.built = len(self.sessions)
+        self.low_last = min([self.low_last, *fresh_last])
+        self.high_started = max([self.high_started, *fresh_started])
 
     def _columns(self) -> tuple[list[str], list[str], array[float], array[float], array[float],
                                 array[float], array[int], array[int], bytearray, bytearray,

@@ -1,11 +1,10 @@
-"""Build `scoring.features.Timeline` values for the candidates of a call, fast.
+"""Build `scoring.features.Timeline` values for candidates of a call, fast.
 
-`engine.call()` scores every session shown the dialled number within the match window, up to
-thousands, within a millisecond budget. A frozen dataclass's generated `__init__` sets each
-field through `object.__setattr__` (about 1.4 us for a Timeline); writing the slots through
-their descriptors halves that. And since a candidate's timeline only changes when the session
-changes or the call-specific fields differ, each session caches its last one (the engine clears
-the cache on every change to the session).
+A call hands its candidates to the model as columns (`candidates.Batch`); a `Timeline` per
+candidate is only built when someone reads the batch row by row (tools, tests that look at what
+the engine asked). A frozen dataclass's generated `__init__` sets each field through
+`object.__setattr__` (about 1.4 us for a Timeline); writing the slots through their
+descriptors halves that.
 
 If `Timeline` gains fields (they must have defaults), the fast path steps aside and the regular
 constructor is used, so this module never builds a half-initialised value.
@@ -70,8 +69,7 @@ build_timeline: Builder = (
 
 def timeline(session: Session, live: bool, caller_matches: int,
              visitor_sessions: int) -> Timeline:
-    """The session's timeline with the call-dependent fields given (the caller caches it on
-    `session.timeline`; the engine clears that on every change to the session)."""
+    """The session's timeline as of now, with the call-dependent fields given."""
     hidden = session.hidden_at
     if hidden is not None and hidden < session.last_activity:
         hidden = None  # hidden before the latest activity: the page was visible again

@@ -22,11 +22,12 @@ from gateway.store.config_repo import load_config
 HORIZON_DEFAULT_S = 30 * 86400.0  # the default match window and stickiness window: 30 days
 # Collector thresholds for the long-lived server process (Python's default is 700, 10, 10).
 # The youngest generation keeps the default: per-request garbage mostly dies by reference
-# count, and a larger one was measured slower (it walks more objects, colder). The oldest one
-# is collected after 100 collections of the middle one instead of 10: a full collection walks
-# every object not frozen (the calls and records made since start), measured at 40-60 ms for
-# 90,000 objects, and at thousands of calls a second the default ran one every second or two.
-# Cyclic garbage that reached the oldest generation waits longer; the engine makes none.
+# count, and a larger one measured slower (it walks more objects, colder). The oldest one is
+# collected after 100 collections of the middle one instead of 10: a full collection walks
+# every object not frozen (the calls and pending records made since start), measured at 40-60
+# ms for 90,000 objects, and at a few thousand SIP calls a second the default ran one every
+# second or two, each a stall that SIP peers answer with retransmissions. Cyclic garbage that
+# reaches the oldest generation is freed ten times later; per-request cycles die young.
 GC_THRESHOLDS = (700, 10, 100)
 
 SESSIONS_SQL = """

@@ -45,11 +45,15 @@ class SpoolError(Exception):
 FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in RECORD_TYPES.values()}
 
 
+# `json.dumps(..., separators=...)` builds a new encoder on every call; one does for all.
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(record: Any) -> str:
     doc = {name: getattr(record, name) for name in FIELD_NAMES[type(record)]}
     if type(record) is CallRecord:
         doc["candidates"] = [(c.session, c.visitor, c.likelihood) for c in record.candidates]
-    return json.dumps({"t": TYPE_NAMES[type(record)], "r": doc}, separators=(",", ":"))
+    return _json({"t": TYPE_NAMES[type(record)], "r": doc})
 
 
 def decode(line: str) -> Any:

@@ -52,6 +52,64 @@ def _query(name: str, type_: str = "string") -> dict[str, Any]:
 
 
 OBJ = {"type": "object"}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object with these required and optional properties (others allowed)."""
+    return {"type": "object", "required": list(required),
+            "properties": {**required, **(optional or {})}}
+
+
+STR, INT, NUM, BOOL = ({"type": t} for t in ("string", "integer", "number", "boolean"))
+OPT_STR, OPT_INT, OPT_NUM = ({"type": [t, "null"]} for t in ("string", "integer", "number"))
+STRS = {"type": "array", "items": STR}
+# What the API answers, as `config_to_dict`, the call repository and the handlers build it.
+SCHEMAS: dict[str, Any] = {
+    "SourceConfig": _obj(
+        {"name": STR, "kind": {"enum": ["online", "offline"]}, "forward_to": STR,
+         "numbers": STRS, "active": BOOL},
+        {"match": {"type": ["object", "array"]}, "idle_timeout": NUM, "overflow": STR,
+         "match_window": NUM, "record": BOOL, "ring_timeout": NUM, "overflow_number": STR,
+         "whisper": STR}),
+    "Site": _obj({"key": STR, "name": STR, "swap_targets": STRS, "allowed_origins": STRS,
+                  "sources": {"type": "array", "items": _ref("SourceConfig")}},
+                 {"active": BOOL, "stickiness_days": NUM}),
+    "Source": {"allOf": [_ref("SourceConfig"), _obj({"id": OPT_INT, "site": STR})]},
+    "Number": _obj({"number": STR, "site": STR, "source": STR, "source_id": INT,
+                    "active": BOOL}),
+    "CallRow": _obj({
+        "id": STR, "site": STR, "source": STR, "to_number": STR, "caller": OPT_STR,
+        "forward_to": STR, "at": NUM, "session": OPT_STR, "visitor": OPT_STR,
+        "likelihood": OPT_NUM, "carrier": STR, "status": OPT_STR, "dial_status": OPT_STR,
+        "duration": OPT_INT, "recording_url": OPT_STR, "matched_by": STR, "matched_at": OPT_NUM,
+        "candidate_count": INT}),
+    "SessionView": _obj({
+        "session": STR, "visitor": STR, "source": STR, "landing_page": STR,
+        "referrer": OPT_STR, "mobile": BOOL, "shared": BOOL, "pageviews": INT,
+        "started_at": NUM, "last_activity": NUM, "last_click_to_call": OPT_NUM,
+        "utm": OBJ, "click_ids": OBJ}),
+    "Call": {"allOf": [_ref("CallRow"), _obj({
+        "candidates": {"type": "array", "items": _obj({
+            "session": STR, "visitor": STR, "likelihood": NUM,
+            "details": {"oneOf": [{"type": "null"}, _ref("SessionView")]}})},
+        "history": {"type": "array", "items": _obj({
+            "session": OPT_STR, "previous": OPT_STR, "actor": STR, "at": NUM})},
+        "attached": {"oneOf": [{"type": "null"}, _ref("SessionView")]},
+        "landing_page": OPT_STR, "utm": OBJ, "click_ids": OBJ})]},
+    "Match": _obj({"id": STR, "session": STR, "visitor": STR, "likelihood": OPT_NUM,
+                   "previous": OPT_STR}),
+    "Ready": _obj({"status": {"enum": ["ready", "not_ready"]},
+                   "checks": _obj({"engine": BOOL, "database": BOOL, "migrations": BOOL}),
+                   "writer_queue": INT}),
+    "Report": _obj({"site": OPT_STR, "from": NUM, "to": NUM, "threshold": NUM, "target": NUM,
+                    "sources": {"type": "array", "items": _obj(
+                        {"site": STR, "source": STR, "kind": {"enum": ["online", "offline"]},
+                         "calls": INT})}}),
+}
 SWAP_REQUEST = {
     "type": "object", "required": ["site", "url"],
     "properties": {"site": {"type": "string"}, "visitor": {"type": ["string", "null"]},
@@ -74,38 +132,47 @@ def _admin_paths() -> dict[str, Any]:
     crud_err = (400, 401, 404, 409, 413, 415, 422)
     return {
         "/v1/sites": {
-            "get": _op("List sites", {"200": _resp("sites", OBJ)}, 401),
-            "post": _op("Create a site", {"201": _resp("site", OBJ)}, *crud_err, body=OBJ)},
+            "get": _op("List sites", {"200": _resp("sites", _obj({"sites": {
+                "type": "array", "items": _ref("Site")}}))}, 401),
+            "post": _op("Create a site", {"201": _resp("site", _ref("Site"))}, *crud_err,
+                        body=OBJ)},
         "/v1/sites/{site}": {
             "parameters": [site],
-            "get": _op("Read a site", {"200": _resp("site", OBJ)}, 401, 404),
-            "put": _op("Replace a site", {"200": _resp("site", OBJ)}, *crud_err, body=OBJ),
-            "patch": _op("Update a site", {"200": _resp("site", OBJ)}, *crud_err, body=OBJ),
+            "get": _op("Read a site", {"200": _resp("site", _ref("Site"))}, 401, 404),
+            "put": _op("Replace a site", {"200": _resp("site", _ref("Site"))}, *crud_err,
+                       body=OBJ),
+            "patch": _op("Update a site", {"200": _resp("site", _ref("Site"))}, *crud_err,
+                         body=OBJ),
             "delete": _op("Delete a site", {"204": _resp("deleted")}, 401, 404)},
         "/v1/sources": {
-            "get": _op("List sources", {"200": _resp("sources", OBJ)}, 401,
+            "get": _op("List sources", {"200": _resp("sources", _obj({"sources": {
+                "type": "array", "items": _ref("Source")}}))}, 401,
                        params=[_query("site")]),
-            "post": _op("Create a source", {"201": _resp("source", OBJ)}, *crud_err, body=OBJ)},
+            "post": _op("Create a source", {"201": _resp("source", _ref("Source"))}, *crud_err,
+                        body=OBJ)},
         "/v1/sources/{source}": {
             "parameters": [source],
-            "get": _op("Read a source", {"200": _resp("source", OBJ)}, 401, 404),
-            "put": _op("Replace a source", {"200": _resp("source", OBJ)}, *crud_err, body=OBJ),
-            "patch": _op("Update a source", {"200": _resp("source", OBJ)}, *crud_err, body=OBJ),
+            "get": _op("Read a source", {"200": _resp("source", _ref("Source"))}, 401, 404),
+            "put": _op("Replace a source", {"200": _resp("source", _ref("Source"))}, *crud_err,
+                       body=OBJ),
+            "patch": _op("Update a source", {"200": _resp("source", _ref("Source"))}, *crud_err,
+                         body=OBJ),
             "delete": _op("Delete a source", {"204": _resp("deleted")}, 401, 404)},
         "/v1/numbers": {
-            "get": _op("List tracking numbers", {"200": _resp("numbers", OBJ)}, 401,
+            "get": _op("List tracking numbers", {"200": _resp("numbers", _obj({"numbers": {
+                "type": "array", "items": _ref("Number")}}))}, 401,
                        params=[_query("site"), _query("source")]),
-            "post": _op("Add a tracking number", {"201": _resp("number", OBJ)}, *crud_err,
-                        body=OBJ)},
+            "post": _op("Add a tracking number", {"201": _resp("number", _ref("Number"))},
+                        *crud_err, body=OBJ)},
         "/v1/numbers/{number}": {
             "parameters": [number],
-            "get": _op("Read a number", {"200": _resp("number", OBJ)}, 401, 404),
-            "patch": _op("Activate or deactivate", {"200": _resp("number", OBJ)}, *crud_err,
-                         body=OBJ),
+            "get": _op("Read a number", {"200": _resp("number", _ref("Number"))}, 401, 404),
+            "patch": _op("Activate or deactivate", {"200": _resp("number", _ref("Number"))},
+                         *crud_err, body=OBJ),
             "delete": _op("Delete a number", {"204": _resp("deleted")}, 401, 404)},
         "/v1/import": {
-            "post": _op("Import a config document atomically", {"200": _resp("imported", OBJ)},
-                        *crud_err, body=OBJ)},
+            "post": _op("Import a config document atomically", {"200": _resp(
+                "imported", _obj({"imported": STRS, "sites": INT}))}, *crud_err, body=OBJ)},
     }
 
 
@@ -120,8 +187,11 @@ def _public_paths() -> dict[str, Any]:
             "post": _op("Session activity", {"204": _resp("recorded")}, 400, 404, 413, 415,
                         422, body=EVENT, secured=False),
             "options": _op("CORS preflight", {"204": _resp("preflight")}, secured=False)},
-        "/healthz": {"get": _op("Liveness", {"200": _resp("up", OBJ)}, secured=False)},
-        "/readyz": {"get": _op("Readiness", {"200": _resp("ready", OBJ)}, 503, secured=False)},
+        "/healthz": {"get": _op("Liveness", {"200": _resp("up", _obj({"status": {
+            "const": "ok"}}))}, secured=False)},
+        "/readyz": {"get": _op("Readiness", {"200": _resp("ready", _ref("Ready")),
+                                             "503": _resp("not ready", _ref("Ready"))},
+                               secured=False)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": _resp("metrics")}, secured=False)},
         "/v1/openapi.json": {"get": _op("This document", {"200": _resp("doc", OBJ)},
                                         secured=False)},
@@ -152,17 +222,19 @@ def _voice_paths() -> dict[str, Any]:
 def _call_paths() -> dict[str, Any]:
     call = _path_param("call")
     return {
-        "/v1/calls": {"get": _op("Call log, newest first", {"200": _resp("calls", OBJ)}, 401, 422,
+        "/v1/calls": {"get": _op("Call log, newest first", {"200": _resp("calls", _obj({
+            "calls": {"type": "array", "items": _ref("CallRow")}, "next": OPT_STR}))}, 401, 422,
                                  params=[_query("site"), _query("source"), _query("from"),
                                          _query("to"), _query("min_likelihood", "number"),
                                          _query("max_likelihood", "number"),
                                          _query("cursor"), _query("limit", "integer")])},
         "/v1/calls/{call}": {"parameters": [call],
                              "get": _op("A call with its candidate sessions",
-                                        {"200": _resp("call", OBJ)}, 401, 404)},
+                                        {"200": _resp("call", _ref("Call"))}, 401, 404)},
         "/v1/calls/{call}/match": {
             "parameters": [call],
-            "post": _op("Attach another session (override)", {"200": _resp("match", OBJ)},
+            "post": _op("Attach another session (override)", {"200": _resp("match",
+                                                                            _ref("Match"))},
                         400, 401, 404, 413, 415, 422,
                         body={"type": "object", "required": ["session"],
                               "properties": {"session": {"type": "string"}}})},
@@ -189,7 +261,7 @@ def _static_paths() -> dict[str, Any]:
 
 def _report_paths() -> dict[str, Any]:
     report = {"200": {"description": "per source: the figures, verdict, change and reason",
-                      "content": {"application/json": {"schema": OBJ},
+                      "content": {"application/json": {"schema": _ref("Report")},
                                   "text/csv": {"schema": {"type": "string"}}}}}
     return {
         "/v1/reports/accuracy": {"get": _op(
@@ -227,7 +299,7 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {
+            "schemas": {**SCHEMAS, "Error": {
                 "type": "object", "required": ["error"],
                 "properties": {"error": {
                     "type": "object", "required": ["code", "message"],
