@@ -4,14 +4,12 @@ client, and Debian's chromium launched as the swap.js browser tests launch it.""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from playwright.async_api import Browser, async_playwright
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+# The session's chromium, launched once for the swap.js and dashboard tests alike.
+from tests.browser.conftest import browser  # noqa: F401 - a fixture, re-exported
 from tests.conftest import Gateway
 from tests.web.test_swap import ORIGIN, swap, wait_for
 from tests.web.test_voice import post_call, signed
@@ -80,14 +78,3 @@ async def seed(gw: Gateway, db_url: str) -> Seeded:
 @pytest.fixture
 async def seeded(gateway: Gateway, db_url: str) -> Seeded:
     return await seed(gateway, db_url)
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's chromium, launched as the swap.js browser tests launch it."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"{CHROMIUM} is not installed (.ci/run installs it)")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
