@@ -64,6 +64,7 @@ class Engine:
         self._calls = calls.CallBook()
         self._records: list[Record] = []
         self._now = NEVER
+        self._owned: frozenset[str] | None = None  # numbers it may hand out; None: all
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | Config, *, seed: int | None = None,
@@ -222,6 +223,67 @@ class Engine:
         self._config, self._sites, self._numbers = parsed, sites, numbers
         self._sessions, self._aging = {}, deque()
         install(moved, self._sessions, self._aging, self._sites, self._now)
+        self._restrict_rings()
+
+    # -- scale-out: several processes on one database -----------------------------------------
+
+    def own_numbers(self, numbers: Iterable[str] | None) -> None:
+        """Hand out to new sessions only these pool numbers (E.164): the ones whose lease this
+        process holds when several share a database. None (the default) means every number.
+
+        Everything else goes on for every number: a returning visitor is shown their number
+        again and activity keeps it reserved, and calls to any number are attributed. A source
+        with no owned number follows its overflow policy for new sessions, except that "share"
+        falls back to the site's own number: sharing a number another process owns could show
+        a free number to two new visitors at once. A reconfiguration keeps the restriction."""
+        self._owned = None if numbers is None else frozenset(numbers)
+        self._restrict_rings()
+
+    def owned_numbers(self) -> frozenset[str] | None:
+        """The numbers given to `own_numbers` that are configured pool numbers (None: all)."""
+        if self._owned is None:
+            return None
+        return frozenset(n for n in self._owned
+                         if (slot := self._numbers.get(n)) is not None and slot.index >= 0)
+
+    def pool_numbers(self) -> list[tuple[str, str, list[str]]]:
+        """(site, source, numbers in config order) of every active online source: what the
+        processes sharing a database split between them."""
+        return [(site.key, source.name, [slot.number for slot in source.pool])
+                for site in self._sites.values() if site.active
+                for source in site.sources.values()
+                if source.ring is not None and source.config.active]
+
+    def absorb(self, sessions: Iterable[SessionState] = (),
+               events: Iterable[tuple[str, str, float]] = (),
+               calls: Iterable[CallState] = ()) -> tuple[int, int, int]:
+        """What other processes sharing the database recorded, applied as if it had happened
+        here but without making records (they are stored already): sessions started, session
+        events `(session, kind, at)` in time order, and calls. Sessions and calls already known
+        are skipped; events of unknown sessions too. Sessions count for stickiness,
+        reservations and call candidates like local ones. Returns how many of each applied."""
+        mark = len(self._records)
+        with collector_paused():
+            fresh, _, latest = from_states(
+                (st for st in sessions if st.session not in self._sessions), self._numbers)
+            self._now = max(self._now, latest)
+            started = install(fresh, self._sessions, self._aging, self._sites, self._now,
+                              settle=False)
+        applied = 0
+        for session, kind, at in events:
+            s = self._sessions.get(session)
+            if s is None:
+                continue
+            applied += 1
+            self._now = max(self._now, at)
+            if kind == SHARED_KIND:
+                if not s.shared:
+                    s.shared = True
+                    s.slot.shown.changed(s)
+                continue
+            self._touch(s, kind, at)
+        del self._records[mark:]  # sharings noticed here were recorded where they happened
+        return started, applied, self.restore_calls(calls)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -302,7 +364,7 @@ class Engine:
         assert source.ring is not None  # classify() only returns online sources
         slot = source.ring.least_recent()
         policy = source.config.overflow
-        if slot.reserved_until <= at or policy == "share":
+        if slot is not None and (slot.reserved_until <= at or policy == "share"):
             return slot
         source.overflowed += 1
         return source.overflow if policy == "overflow_number" else None
@@ -401,6 +463,14 @@ class Engine:
         if s is None or s.source.site.key != entry.site:
             raise UnknownSession(session)
         return s.visitor, None
+
+    def _restrict_rings(self) -> None:
+        owned = self._owned
+        for site in self._sites.values():
+            for source in site.sources.values():
+                if source.ring is not None:
+                    source.ring.restrict(None if owned is None else frozenset(
+                        slot.index for slot in source.pool if slot.number in owned))
 
     def _forward_to(self, st: CallState) -> str:
         site = self._sites.get(st.site)

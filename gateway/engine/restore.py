@@ -77,9 +77,14 @@ def rehome(old: Iterable[Session], sites: dict[str, SiteRuntime],
 
 
 def install(sessions: list[Session], index: dict[str, Session], aging: deque[Session],
-            sites: dict[str, SiteRuntime], now: float, *, ordered: bool = False) -> int:
+            sites: dict[str, SiteRuntime], now: float, *, ordered: bool = False,
+            settle: bool = True) -> int:
     """Index sessions (in start order), link visitors, and re-derive every number's
-    reservation. A session id already indexed is skipped. Returns how many were installed."""
+    reservation. A session id already indexed is skipped. Returns how many were installed.
+
+    `settle=False` adds to a runtime in use (sessions another process started): reservations
+    only grow then, which the rings take lazily, so nothing is re-keyed. A session older than
+    its visitor's latest one known here does not replace it."""
     if not ordered:
         sessions.sort(key=_start_order)
     count = 0
@@ -90,9 +95,12 @@ def install(sessions: list[Session], index: dict[str, Session], aging: deque[Ses
         source, slot = s.source, s.slot
         visitors = source.site.visitors
         latest = visitors.get(s.visitor)
-        if latest is not None:
-            _follow(latest, s)
-        visitors[s.visitor] = s
+        if latest is not None and _start_order(latest) > _start_order(s):
+            s.visitor, s.superseded = latest.visitor, True  # learnt late: not the latest
+        else:
+            if latest is not None:
+                _follow(latest, s)
+            visitors[s.visitor] = s
         aging.append(s)
         slot.shown.append(s)
         source.tracked += 1
@@ -100,7 +108,8 @@ def install(sessions: list[Session], index: dict[str, Session], aging: deque[Ses
         slot.reserved_until = max(slot.reserved_until, until)
         if until > now:
             slot.holders.append(s)
-    _settle(sites, now)
+    if settle:
+        _settle(sites, now)
     return count
 
 

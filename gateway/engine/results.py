@@ -72,3 +72,4 @@ class PoolStats:
     sessions: int  # sessions of this source held in memory (within retention)
     live: int  # sessions of this source live now
     overflowed: int  # visits that found the pool full under overflow_number / site_number
+    owned: int = -1  # numbers this process may hand out (scale-out leases); -1: all of them

@@ -12,6 +12,11 @@ free the longest (least recently released, ties by config order), when it is fre
 every number is reserved, the number whose holders have been idle the longest: the one the
 "share" overflow policy hands out. Amortised cost: O(log n) per visit and per activity, plus
 O(h) where h is the number of live sessions sharing the number (1 unless the pool is short).
+
+With several processes sharing a database (scale-out), a process only hands out the numbers
+it holds a lease on: `owned` restricts the heap to those (None: every number, one process).
+The other numbers keep their reservations up to date all the same, from the sessions the
+process learns of, so a number that changes hands goes on with its place in the LRU order.
 """
 
 from __future__ import annotations
@@ -29,21 +34,33 @@ if TYPE_CHECKING:
 class Ring:
     """A min-heap of a pool's numbers keyed on (reserved_until, config index)."""
 
-    __slots__ = ("heap", "slots")
+    __slots__ = ("heap", "owned", "slots")
 
     def __init__(self, slots: Sequence[NumberSlot]) -> None:
         self.slots = tuple(slots)
         self.heap: list[tuple[float, int]] = []
+        self.owned: frozenset[int] | None = None  # config indexes this process may hand out
         self.rebuild()
 
     def rebuild(self) -> None:
         """Re-key every entry (after a restore sets reserved_until directly)."""
-        self.heap = [(slot.reserved_until, slot.index) for slot in self.slots]
+        owned = self.owned
+        self.heap = [(slot.reserved_until, slot.index) for slot in self.slots
+                     if owned is None or slot.index in owned]
         heapq.heapify(self.heap)
 
-    def least_recent(self) -> NumberSlot:
-        """The number with the earliest reserved_until (free the longest, or idle the longest)."""
+    def restrict(self, owned: frozenset[int] | None) -> None:
+        """Hand out only the numbers at these config indexes (None: all of them)."""
+        if owned != self.owned:
+            self.owned = owned
+            self.rebuild()
+
+    def least_recent(self) -> NumberSlot | None:
+        """The number with the earliest reserved_until (free the longest, or idle the longest),
+        among those this process owns; None when it owns none of the pool."""
         heap, slots = self.heap, self.slots
+        if not heap:
+            return None
         while True:
             key, index = heap[0]
             slot = slots[index]
@@ -98,6 +115,7 @@ def pool_stats(source: SourceRuntime, at: float) -> PoolStats:
             cooling += 1
     live = sum(len(live_holders(slot, at)) for slot in source.slots())
     size = len(source.pool)
+    owned = source.ring.owned if source.ring is not None else None
     return PoolStats(source.site.key, source.name, size, reserved, cooling,
                      size - reserved - cooling, source.sharings, source.tracked, live,
-                     source.overflowed)
+                     source.overflowed, -1 if owned is None else len(owned))
