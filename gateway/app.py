@@ -20,10 +20,10 @@ from gateway import log
 from gateway.engine.records import CallRecord
 from gateway.settings import Settings
 from gateway.sip.server import SipConfig, SipServer
-from gateway.store import migrate
+from gateway.store import cluster, migrate
 from gateway.store.db import create_pool
 from gateway.store.embedded import EmbeddedPostgres
-from gateway.store.loader import build_engine
+from gateway.store.loader import build_engine, build_followed_engine
 from gateway.store.records import CallUpdate
 from gateway.store.spool import Spool
 from gateway.store.writer import Writer
@@ -78,9 +78,18 @@ async def _config_file(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
+    settings, state = app[SETTINGS], app[STATE]
     assert state.pool is not None
-    state.use_engine(await build_engine(state.pool))
+    if settings.cluster:
+        engine, snapshot, epoch = await build_followed_engine(state.pool)
+        state.use_engine(engine)
+        state.worker_id = cluster.worker_id(settings.worker_index)
+        log.bind_process(worker=state.worker_id)
+        state.config_epoch = epoch
+        state.follower = cluster.Follower(state.pool, state.worker_id, lambda: state.engine,
+                                          _reload(state), snapshot=snapshot, epoch=epoch)
+    else:
+        state.use_engine(await build_engine(state.pool))
     yield
 
 
@@ -93,6 +102,7 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
     replayed = await state.writer.flush()  # what a previous run left on disk goes in first
     if replayed:
         _log.info("spool_replayed", records=replayed)
+    state.writer.origin = state.worker_id
     task = track(state, state.writer.run())
     yield
     task.cancel()
@@ -103,6 +113,45 @@ async def _writer(app: web.Application) -> AsyncIterator[None]:
         state.writer.spill_remaining()
         _log.warning("writer_not_drained", pending=state.writer.depth)
     state.writer.spool.close()
+
+
+def _reload(state: State) -> Callable[[dict[str, Any], int], None]:
+    """Scale-out: another process changed the configuration; apply it unless already done."""
+
+    def reload(config: dict[str, Any], epoch: int) -> None:
+        if epoch > state.config_epoch:
+            state.config_epoch = epoch
+            state.reconfigure(config)
+            _log.info("config_reloaded", epoch=epoch)
+
+    return reload
+
+
+async def _cluster(app: web.Application) -> AsyncIterator[None]:
+    """Scale-out: take this process's share of the numbers before serving, follow the others."""
+    settings, state = app[SETTINGS], app[STATE]
+    if not settings.cluster:
+        yield
+        return
+    assert state.pool is not None and state.writer is not None and state.follower is not None
+    writer = state.writer
+    leases = cluster.LeaseKeeper(state.pool, state.follower.me, settings.lease_ttl_s,
+                                 engine=lambda: state.engine, flush=writer.flush,
+                                 follower=state.follower)
+    state.leases = leases
+    await state.follower.catch_up()  # what was written while the engine loaded
+    try:
+        await leases.tick()
+    except Exception as exc:  # the loop below retries; /readyz says not ready meanwhile
+        _log.warning("lease_first_tick_failed", error=type(exc).__name__)
+    tasks = [track(state, leases.run()), track(state, state.follower.run(settings.cluster_poll_s))]
+    _log.info("worker_started", worker=state.follower.me, owned=len(leases.owned),
+              workers=len(leases.members))
+    yield
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await leases.leave()
 
 
 def _sip_persist(state: State) -> Callable[[list[Any]], bool]:
@@ -128,7 +177,8 @@ async def _sip(app: web.Application) -> AsyncIterator[None]:
                        rate_per_source=settings.sip_rate_per_source)
     server = SipServer(config, lambda: state.engine, _sip_persist(state))
     state.sip = server
-    state.sip_address = await server.start(settings.sip_host or settings.host, settings.sip_port)
+    state.sip_address = await server.start(settings.sip_host or settings.host, settings.sip_port,
+                                           reuse_port=settings.reuse_port)
     yield
     await server.stop()
 
@@ -162,7 +212,7 @@ def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Ap
     app[CONFIG_PATH] = config_path
     app[METRICS] = Metrics(lambda: _live(state))
     app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
-    app.cleanup_ctx.extend([_database, _config_file, _engine, _writer, _sip])
+    app.cleanup_ctx.extend([_database, _config_file, _engine, _writer, _cluster, _sip])
     app.on_shutdown.append(_stop_tasks)
     for module in (ops, swap, admin, voice, calls, reports, static, ui):
         app.router.add_routes(module.routes())

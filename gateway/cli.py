@@ -25,12 +25,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (overrides DNI_PORT)")
     serve.add_argument("--config", type=Path, help="site config (TOML) imported at start")
     serve.add_argument("--demo", action="store_true", help="load the demo site and print hints")
+    serve.add_argument("--workers", type=_workers, default=1,
+                       help="worker processes sharing the ports and one database (default 1)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     check = sub.add_parser("check-config", help="validate a site config file and exit")
     check.add_argument("path", type=Path)
     report_cli.add_parser(sub)
     purge_cli.add_parser(sub)
     return p
+
+
+def _workers(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {value}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -73,16 +85,22 @@ def serve(args: argparse.Namespace) -> int:
         from gateway.configfile import read
 
         read(config)  # fail fast, before the database starts, naming the bad entry
+    if args.workers > 1:
+        from gateway.supervisor import Supervisor
+
+        return Supervisor(settings, args.workers, config, _banner).run()
     app = create_app(settings, config_path=config)
 
     async def announce(app: web.Application) -> None:
         _banner(settings, app[STATE].admin_key, settings.admin_key is None)
 
-    app.on_startup.append(announce)
+    if settings.worker_index is None:  # a supervised worker: the supervisor prints it once
+        app.on_startup.append(announce)
     _install_uvloop()
     web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=settings.shutdown_grace_s, access_log=None,
-                keepalive_timeout=settings.http_idle_timeout_s, handle_signals=True)
+                keepalive_timeout=settings.http_idle_timeout_s, handle_signals=True,
+                reuse_port=settings.reuse_port or None)
     return 0
 
 

@@ -27,6 +27,20 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+_PROCESS_FIELDS: dict[str, Any] = {}  # on every line of this process (the worker id)
+
+
+def bind_process(**fields: Any) -> None:
+    """Add fields to every log line this process writes from now on (scale-out: `worker`)."""
+    _PROCESS_FIELDS.update(fields)
+
+
+def _process_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in _PROCESS_FIELDS.items():
+        event.setdefault(key, value)
+    return event
+
+
 def configure(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog once for the process (idempotent). Libraries that log through the
     standard `logging` module (asyncpg, aiohttp) are rendered the same way, one line each."""
@@ -37,6 +51,7 @@ def configure(fmt: str = "console", level: str = "info") -> None:
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _process_fields,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

@@ -25,6 +25,8 @@ SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM (k8s d
 # headers (a slowloris trickling a byte at a time), is closed after this long. Above the 60 s
 # idle timeout of common load balancers, so they never reuse a connection we are closing.
 HTTP_IDLE_TIMEOUT_S = 75.0
+LEASE_TTL_S = 10.0  # scale-out: a dead process's numbers go to the others this long after
+CLUSTER_POLL_S = 0.2  # scale-out: how often a process reads what the others wrote
 
 
 class SettingsError(Exception):
@@ -61,11 +63,18 @@ class Settings:
     sip_history_info: bool = False
     sip_rate_per_source: int = SIP_RATE_PER_SOURCE
     spool_fsync_before_answer: bool = False
+    cluster: bool = False  # several processes share the database (leases, following)
+    lease_ttl_s: float = LEASE_TTL_S
+    cluster_poll_s: float = CLUSTER_POLL_S
+    worker_index: int | None = None  # set by `serve --workers N` for each worker
+    reuse_port: bool = False  # share the HTTP and SIP ports with sibling workers
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        """One spool per worker slot: a restarted worker replays what its predecessor left."""
+        base = self.data_dir / "spool"
+        return base if self.worker_index is None else base / f"w{self.worker_index}"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -166,4 +175,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sip_rate_per_source=_int(env, "DNI_SIP_RATE", SIP_RATE_PER_SOURCE, 1, 1_000_000),
         spool_fsync_before_answer=_choice(env, "DNI_SPOOL_FSYNC", "background",
                                           ("background", "before_answer")) == "before_answer",
+        cluster=_choice(env, "DNI_CLUSTER", "off", ("on", "off")) == "on",
+        lease_ttl_s=_float(env, "DNI_LEASE_TTL", LEASE_TTL_S, 3.0, 600.0),
+        cluster_poll_s=_float(env, "DNI_CLUSTER_POLL", CLUSTER_POLL_S, 0.01, 10.0),
+        worker_index=(None if not env.get("DNI_WORKER_INDEX")
+                      else _int(env, "DNI_WORKER_INDEX", 0, 0, 1023)),
+        reuse_port=_choice(env, "DNI_REUSE_PORT", "off", ("on", "off")) == "on",
     )

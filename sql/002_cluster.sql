@@ -2,10 +2,11 @@
 
 -- Each process follows what the others write: rows are read by the transaction that inserted
 -- them (`tx`), "committed since the snapshot I last read at", so none is missed or read twice
--- however the writers' transactions interleave. `origin` is the worker that recorded an event
+-- however the writers' transactions interleave. `origin` is the worker that recorded a session or an event
 -- (NULL for one process alone, and for records replayed from a previous run's spool), so a
 -- process skips its own.
-ALTER TABLE sessions ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+ALTER TABLE sessions ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                     ADD COLUMN origin text;
 CREATE INDEX sessions_tx ON sessions (tx);
 ALTER TABLE session_events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
                            ADD COLUMN origin text;

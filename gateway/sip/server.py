@@ -141,15 +141,19 @@ class SipServer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen on UDP and TCP. `reuse_port`: sibling worker processes share the port (the
+        kernel spreads datagrams by source address, so a peer's retransmissions reach the
+        worker that has its transaction)."""
         loop = self._loop = asyncio.get_running_loop()
         self.udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(host, port))
+            lambda: _Datagrams(self), local_addr=(host, port), reuse_port=reuse_port or None)
         sock = self.udp.get_extra_info("socket")
         bound = sock.getsockname()
         for opt in ("SO_RCVBUF", "SO_SNDBUF"):
             _set_buffer(sock, opt)
-        self.tcp = await loop.create_server(lambda: _Stream(self), host, bound[1])
+        self.tcp = await loop.create_server(lambda: _Stream(self), host, bound[1],
+                                            reuse_port=reuse_port or None)
         _log.info("sip_listening", host=bound[0], port=bound[1],
                   trunks=list(self.config.trunks or LOOPBACK_TRUNKS))
         return bound[0], bound[1]

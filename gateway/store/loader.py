@@ -66,17 +66,45 @@ def _call_states(rows: list[tuple[Any, ...]]) -> Iterator[CallState]:
 
 async def build_engine(pool: asyncpg.Pool, now: float | None = None) -> Engine:
     """A new engine from the stored configuration with recent sessions and calls restored."""
+    engine, _, _ = await _build(pool, now, follow=False)
+    return engine
+
+
+async def build_followed_engine(pool: asyncpg.Pool,
+                                now: float | None = None) -> tuple[Engine, str, int]:
+    """`build_engine` for a process among several (scale-out): everything is read in one
+    REPEATABLE READ transaction, whose snapshot (returned, with the configuration's epoch) is
+    where `cluster.Follower` starts reading what the other processes write next. The engine
+    owns no number yet: the lease keeper gives it its share."""
+    return await _build(pool, now, follow=True)
+
+
+async def _build(pool: asyncpg.Pool, now: float | None,
+                 follow: bool) -> tuple[Engine, str, int]:
     started = time.perf_counter()
     now = time.time() if now is None else now
+    snapshot, epoch = "", 0
     async with pool.acquire() as conn:
-        config = await load_config(conn)
-        engine = Engine.from_config(config)
-        since = now - horizon(config)
-        sessions = await conn.fetch(SESSIONS_SQL, since)
-        engine.restore_sessions(_session_states([tuple(r) for r in sessions]))
-        del sessions
-        calls = await conn.fetch(CALLS_SQL, since)
-        engine.restore_calls(_call_states([tuple(r) for r in calls]))
+        transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+        if follow:
+            await transaction.start()
+        try:
+            if follow:
+                snapshot = await conn.fetchval("SELECT pg_current_snapshot()::text")
+                epoch = await conn.fetchval("SELECT epoch FROM config_epoch")
+            config = await load_config(conn)
+            engine = Engine.from_config(config)
+            if follow:
+                engine.own_numbers(())
+            since = now - horizon(config)
+            sessions = await conn.fetch(SESSIONS_SQL, since)
+            engine.restore_sessions(_session_states([tuple(r) for r in sessions]))
+            del sessions
+            calls = await conn.fetch(CALLS_SQL, since)
+            engine.restore_calls(_call_states([tuple(r) for r in calls]))
+        finally:
+            if follow:
+                await transaction.rollback()
     # What was just restored lives as long as the process: move it out of the collector's
     # sight, or every later collection walks a million objects (10% of visit throughput).
     gc.collect()
@@ -84,7 +112,7 @@ async def build_engine(pool: asyncpg.Pool, now: float | None = None) -> Engine:
     gc.set_threshold(*GC_THRESHOLDS)
     _log.info("engine_loaded", sessions=engine_sessions(engine), calls=len(calls),
               seconds=round(time.perf_counter() - started, 3))
-    return engine
+    return engine, snapshot, epoch
 
 
 def engine_sessions(engine: Engine) -> int:

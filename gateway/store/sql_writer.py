@@ -20,9 +20,10 @@ from gateway.store.records import CallUpdate
 
 INSERT_SESSIONS = """
 INSERT INTO sessions (id, visitor, site, source, number, started_at, last_activity, landing_url,
-                      referrer, user_agent, mobile, shared, returning_visitor, attribution)
+                      referrer, user_agent, mobile, shared, returning_visitor, attribution,
+                      origin)
 SELECT u.id, u.visitor, u.site, u.source, u.number, to_timestamp(u.at), to_timestamp(u.at),
-       u.landing, u.referrer, u.ua, u.mobile, u.shared, u.ret, u.attribution::jsonb
+       u.landing, u.referrer, u.ua, u.mobile, u.shared, u.ret, u.attribution::jsonb, $14::text
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[],
             $8::text[], $9::text[], $10::bool[], $11::bool[], $12::bool[], $13::text[])
      AS u(id, visitor, site, source, number, at, landing, referrer, ua, mobile, shared, ret,
@@ -38,8 +39,8 @@ ON CONFLICT (id) DO UPDATE SET last_seen = greatest(visitors.last_seen, excluded
 """
 
 INSERT_EVENTS = """
-INSERT INTO session_events (session, kind, at)
-SELECT u.session, u.kind, to_timestamp(u.at)
+INSERT INTO session_events (session, kind, at, origin)
+SELECT u.session, u.kind, to_timestamp(u.at), $4::text
 FROM unnest($1::text[], $2::text[], $3::float8[]) AS u(session, kind, at)
 ON CONFLICT DO NOTHING
 RETURNING session, kind, extract(epoch FROM at)::float8 AS at
@@ -108,7 +109,9 @@ WHERE c.id = u.id
 """
 
 
-async def sessions(conn: asyncpg.Connection, rows: list[SessionStarted]) -> None:
+async def sessions(conn: asyncpg.Connection, rows: list[SessionStarted],
+                   origin: str | None = None) -> None:
+    """`origin`: the worker that started them (scale-out), so it does not read them back."""
     if not rows:
         return
     await conn.execute(
@@ -117,7 +120,7 @@ async def sessions(conn: asyncpg.Connection, rows: list[SessionStarted]) -> None
         [r.source for r in rows], [r.number for r in rows], [r.at for r in rows],
         [r.landing_url for r in rows], [r.referrer for r in rows], [r.user_agent for r in rows],
         [r.mobile for r in rows], [r.shared for r in rows], [r.returning for r in rows],
-        [json.dumps(dict(r.attribution)) for r in rows],
+        [json.dumps(dict(r.attribution)) for r in rows], origin,
     )
     seen: dict[str, list[Any]] = {}
     for r in rows:
@@ -132,11 +135,14 @@ async def sessions(conn: asyncpg.Connection, rows: list[SessionStarted]) -> None
     )
 
 
-async def events(conn: asyncpg.Connection, rows: list[SessionEvent]) -> None:
+async def events(conn: asyncpg.Connection, rows: list[SessionEvent],
+                 origin: str | None = None) -> None:
+    """`origin`: the worker that recorded them (scale-out), so it does not read them back."""
     if not rows:
         return
     inserted = await conn.fetch(
-        INSERT_EVENTS, [r.session for r in rows], [r.kind for r in rows], [r.at for r in rows]
+        INSERT_EVENTS, [r.session for r in rows], [r.kind for r in rows], [r.at for r in rows],
+        origin,
     )
     summary: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, None, None, False])
     for row in inserted:

@@ -58,6 +58,11 @@ class Writer:
         self._synced_seq = 0  # the last of them an fsync has covered
         self._sync: tuple[asyncio.Future[None], int] | None = None  # fsync running, covers
         self._bg_sync: asyncio.Task[None] | None = None
+        # Scale-out: the worker id stamped on the sessions and events it writes (None for
+        # records replayed from a previous run's spool, which every process, this one too,
+        # must still read).
+        self.origin: str | None = None
+        self._flushing = asyncio.Lock()  # one flush at a time: the loop, drain, lease handover
 
     @property
     def depth(self) -> int:
@@ -165,7 +170,13 @@ class Writer:
 
     async def flush(self) -> int:
         """Write everything pending and every spool segment; return records written.
-        Raises the database error when the batch could not be written (kept for retry)."""
+        Raises the database error when the batch could not be written (kept for retry).
+        Concurrent callers take turns, so a caller returning knows that everything queued
+        before its call is in Postgres."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         if self.pool is None:
             raise ConnectionError("no database pool")
         closed = self.spool.rotate()
@@ -195,8 +206,8 @@ class Writer:
             groups[type(r)].append(r)
         assert self.pool is not None
         async with self.pool.acquire() as conn, conn.transaction():
-            await sql_writer.sessions(conn, groups[SessionStarted])
-            await sql_writer.events(conn, groups[SessionEvent])
+            await sql_writer.sessions(conn, groups[SessionStarted], self.origin)
+            await sql_writer.events(conn, groups[SessionEvent], self.origin)
             await sql_writer.calls(conn, groups[CallRecord])
             await sql_writer.overrides(conn, groups[MatchOverride])
             await sql_writer.call_updates(conn, groups[CallUpdate])

@@ -42,6 +42,8 @@ async def _commit(request: web.Request, change: Change) -> dict[str, Any]:
                 await config_repo.lock(conn)
                 await change(conn)
                 config = await config_repo.validate_stored(conn)
+                if state.follower is not None:  # scale-out: no reload when it reads the change
+                    state.config_epoch = await conn.fetchval("SELECT epoch FROM config_epoch")
             state.reconfigure(config)
             return config
     except Conflict as exc:

@@ -29,6 +29,11 @@ class State:
         self.origins: frozenset[str] = frozenset()  # every site's allowed origins (CORS)
         self.sip: Any = None  # gateway.sip.server.SipServer when DNI_SIP_PORT is set
         self.sip_address: tuple[str, int] | None = None
+        # Scale-out (DNI_CLUSTER=on): gateway.store.cluster's LeaseKeeper and Follower.
+        self.worker_id: str | None = None
+        self.leases: Any = None
+        self.follower: Any = None
+        self.config_epoch = 0  # the configuration counter this process has applied
 
     def use_engine(self, engine: Engine) -> None:
         self.engine = engine

@@ -18,7 +18,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers, migrations are applied and the engine is loaded."""
+    """200 when the database answers, migrations are applied and the engine is loaded (and,
+    with DNI_CLUSTER=on, the worker's number leases are valid)."""
     state = request.app[STATE]
     checks = {"engine": state.engine is not None, "database": False, "migrations": False}
     if state.pool is not None:
@@ -29,10 +30,15 @@ async def readyz(request: web.Request) -> web.Response:
                     checks["database"] = True
         except (OSError, TimeoutError, Exception):
             checks["database"] = False
+    body: dict[str, object] = {"writer_queue": state.writer.depth if state.writer else 0}
+    if state.leases is not None:
+        # Scale-out: not ready while this worker holds no valid lease (not renewed in time):
+        # it cannot hand out numbers, and a load balancer should send visitors elsewhere.
+        checks["leases"] = state.leases.ready
+        body["cluster"] = state.leases.snapshot()
     ready = all(checks.values())
     return web.json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks,
-         "writer_queue": state.writer.depth if state.writer else 0},
+        {"status": "ready" if ready else "not_ready", "checks": checks, **body},
         status=200 if ready else 503,
     )
 

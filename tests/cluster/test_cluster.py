@@ -1,0 +1,101 @@
+"""Several gateway processes on one PostgreSQL: number leases, handover, cross-process calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.cluster.conftest import LEASE_TTL_S, POOL, Workers, cluster_config, load_config, rows
+from tests.conftest import ADMIN_KEY
+
+
+async def start(workers: Workers, db_url: str, n: int) -> list[int]:
+    await load_config(db_url, cluster_config())
+    live = list(range(n))
+    for i in live:
+        workers.start(i)
+    await workers.until("balanced leases", lambda: workers.balanced(live), timeout_s=60)
+    return live
+
+
+async def test_concurrent_new_visitors_never_share_a_number_while_one_is_free(
+        workers: Workers, db_url: str) -> None:
+    live = await start(workers, db_url, 3)
+    # Twelve new visitors at once, spread over the three processes: twelve distinct numbers.
+    visits = await asyncio.gather(*(workers.swap(i % 3, click=str(i)) for i in range(12)))
+    assert sorted(v["number"] for v in visits) == sorted(POOL)
+    owners = {r["number"]: r["owner"] for r in await rows(
+        db_url, "SELECT number, owner FROM number_leases WHERE owner IS NOT NULL")}
+    assert set(owners) == set(POOL) and len(set(owners.values())) == 3
+    # The pool is full now: the next visitors share (one per process), never more than
+    # one number at a time beyond the pool.
+    extra = await asyncio.gather(*(workers.swap(i) for i in live))
+    assert all(v["number"] in POOL for v in extra)
+    assert len({v["number"] for v in extra}) == 3
+
+
+async def test_a_killed_process_hands_its_numbers_over_within_the_lease_time(
+        workers: Workers, db_url: str) -> None:
+    live = await start(workers, db_url, 3)
+    before = await workers.readyz(2)
+    assert before is not None
+    visits = [await workers.swap(2, click=str(k)) for k in range(3)]
+    await asyncio.sleep(0.3)  # flushed (50 ms period)
+    workers.kill(2)
+    took = await workers.until("handover", lambda: workers.balanced(live[:2]), timeout_s=20)
+    assert took <= LEASE_TTL_S + 2.0, took
+    stored = {r["id"] for r in await rows(db_url, "SELECT id FROM sessions")}
+    assert {v["session"] for v in visits} <= stored  # nothing it had flushed is lost
+    # Its visitors come back to the others with their numbers, and the calls find them.
+    again = await workers.swap(0, visitor=visits[0]["visitor"])
+    assert again["number"] == visits[0]["number"]
+    call = await workers.call(1, "CAkilled", visits[1]["number"], "+16505550001")
+    assert call["session"] == visits[1]["session"]
+
+
+async def test_a_call_on_another_process_is_attributed_as_one_process_would(
+        workers: Workers, db_url: str) -> None:
+    """The same traffic against one process and against two (visitors on one, calls on the
+    other, one second after the last page event): the same matches and likelihoods."""
+    await load_config(db_url, cluster_config())
+    workers.start(0)
+    await workers.until("one worker", lambda: workers.balanced([0]), timeout_s=60)
+    single = await traffic(workers, serve=0, call=0, tag="a")
+    workers.start(1)
+    await workers.until("two workers", lambda: workers.balanced([0, 1]), timeout_s=60)
+    spread = await traffic(workers, serve=0, call=1, tag="b")
+    # Real time runs on between the two runs' requests: likelihoods agree to within that.
+    assert [(c["matched"], c["candidates"]) for c in spread] == [
+        (c["matched"], c["candidates"]) for c in single]
+    assert [c["likelihood"] for c in spread] == pytest.approx(
+        [c["likelihood"] for c in single], abs=1e-3)
+    assert all(c["matched"] for c in single)
+
+
+async def traffic(workers: Workers, serve: int, call: int, tag: str) -> list[dict[str, object]]:
+    """Three visitors on three numbers; each clicks to call; a call one second later on
+    `call`. Returns, per call, whether the visitor who clicked was matched, the likelihood and
+    the candidate count."""
+    visits = [await workers.swap(serve, click=f"{tag}{k}") for k in range(3)]
+    for v in visits:
+        await workers.event(serve, v["session"], "pageview")
+        await workers.event(serve, v["session"], "click_to_call")
+    await asyncio.sleep(1.0)
+    out: list[dict[str, object]] = []
+    for k, v in enumerate(visits):
+        c = await workers.call(call, f"CA{tag}{k}", v["number"], f"+1650555{k:04d}")
+        out.append({"matched": c["session"] == v["session"], "likelihood": c["likelihood"],
+                    "candidates": len(c["candidates"])})
+    return out
+
+
+async def test_a_configuration_change_on_one_process_reaches_the_others(
+        workers: Workers, db_url: str) -> None:
+    live = await start(workers, db_url, 2)
+    bigger = cluster_config([*POOL, "+14155550320", "+14155550321"])
+    async with workers.http.post(workers.url(0, "/v1/import"), json=bigger,
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+        assert resp.status == 200, await resp.text()
+    await workers.until("the new numbers dealt out",
+                        lambda: workers.balanced(live, numbers=len(POOL) + 2), timeout_s=20)

@@ -1,0 +1,74 @@
+"""`serve --workers 2`: two workers on one port, restarted when one dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from gateway.supervisor import free_port
+from tests.cluster.conftest import cluster_config, load_config, rows
+from tests.conftest import ADMIN_KEY
+
+
+async def workers_seen(port: int, tries: int = 40) -> set[str]:
+    """Worker ids answering /readyz on the shared port (a new connection each time)."""
+    seen: set[str] = set()
+    for _ in range(tries):
+        try:
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                if resp.status == 200:
+                    seen.add((await resp.json())["cluster"]["worker"])
+        except (aiohttp.ClientError, OSError):
+            pass
+        await asyncio.sleep(0.02)
+    return seen
+
+
+async def test_workers_share_the_port_and_a_dead_one_is_restarted(
+        db_url: str, tmp_path: Path) -> None:
+    await load_config(db_url, cluster_config())
+    port = free_port("127.0.0.1", socket.SOCK_STREAM)
+    env = dict(os.environ, DATABASE_URL=db_url, DNI_PORT=str(port), DNI_HOST="127.0.0.1",
+               DNI_ADMIN_KEY=ADMIN_KEY, DNI_DATA_DIR=str(tmp_path / "data"),
+               DNI_LEASE_TTL="3", DNI_LOG_LEVEL="warning", DNI_SHUTDOWN_GRACE="1")
+    with open(tmp_path / "sup.log", "ab") as log:
+        sup = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--workers", "2"],
+                               env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        seen: set[str] = set()
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen |= await workers_seen(port, tries=10)
+        assert len(seen) == 2, (tmp_path / "sup.log").read_text()[-3000:]
+        ids = {r["pid"]: r["id"] for r in await rows(
+            db_url, "SELECT pid, id FROM gateway_workers WHERE expires_at > now()")}
+        pids = set(ids)
+        assert len(pids) == 2
+        os.kill(min(pids), signal.SIGKILL)
+        dead = ids[min(pids)]
+        while time.monotonic() < deadline + 30:
+            live = {r["pid"] for r in await rows(
+                db_url, "SELECT pid FROM gateway_workers WHERE expires_at > now() "
+                        "AND started_at > now() - interval '20 seconds'")}
+            if live - pids:
+                break
+            await asyncio.sleep(0.2)
+        assert live - pids, "the dead worker was not replaced"
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(timeout=30) == 0
+    # A clean stop releases every lease and leaves no worker row behind; only the killed
+    # worker's remain, until they expire.
+    owners = {r["owner"] for r in await rows(
+        db_url, "SELECT owner FROM number_leases WHERE owner IS NOT NULL")}
+    assert owners <= {dead}
+    assert {r["id"] for r in await rows(db_url, "SELECT id FROM gateway_workers")} <= {dead}
