@@ -198,6 +198,7 @@ def _live(state: State) -> dict[str, Any]:
         "writer_queue_depth": writer.depth if writer else 0,
         "writer_last_flush_seconds": writer.last_flush_s if writer else 0,
         "writer_spool_errors": writer.spool_errors if writer else 0,
+        "writer_quarantined_records": writer.quarantined if writer else 0,
         "writer_healthy": int(writer.healthy) if writer else 0,
         "sip": state.sip,
     }

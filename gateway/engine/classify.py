@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import unquote_plus
 
+from gateway.engine.inputs import storable
 from gateway.engine.rules import CLICK_IDS, PRESETS, UTM_KEYS, MatchRule
 
 ATTRIBUTION_PREFIX = "utm_"  # every utm_* parameter is kept on the session, with the click ids
@@ -261,16 +262,23 @@ def own_host(host: str) -> str:
 
 
 def _query(query: str) -> dict[str, str]:
-    """Query parameters, keys lower-cased, first value kept (blank values kept as "")."""
+    """Query parameters, keys lower-cased, first value kept (blank values kept as "").
+    Percent-decoded text holds no NUL or lone surrogate (each becomes U+FFFD): the engine
+    keeps click ids and utm_* values in its records, which must be storable."""
     params: dict[str, str] = {}
     if not query:
         return params
     for part in query.split("&"):
         key, _, value = part.partition("=")
         if "%" in key or "+" in key:
-            key = unquote_plus(key)
+            key = _decoded(key)
         key = key.lower()
         if not key or key in params:
             continue
-        params[key] = unquote_plus(value) if ("%" in value or "+" in value) else value
+        params[key] = _decoded(value) if ("%" in value or "+" in value) else value
     return params
+
+
+def _decoded(text: str) -> str:
+    """Percent-decoded; invalid UTF-8 ("%FF") decodes to U+FFFD, and so does a NUL ("%00")."""
+    return storable(unquote_plus(text))

@@ -18,6 +18,8 @@ MAX_BY_LENGTH = 128  # who made an override: a user name or API key label
 MAX_ID_LENGTH = 128  # our ids are "v_"/"s_" + 22 characters; room for other issuers' ids
 # A client-kept visitor id may be any short URL-safe token (ours, or an earlier version's).
 _VISITOR = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# What Postgres cannot store as text: NUL, and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Caller ids carriers use for anonymous, restricted, unavailable and blocked callers (Twilio).
 WITHHELD_CALLERS = frozenset(("+266696687", "+7378742833", "+2562533", "+86282452253"))
 
@@ -30,14 +32,24 @@ def at(value: object) -> float:
 
 
 def text(value: object, field: str, limit: int) -> str:
-    """A non-empty string of at most `limit` characters."""
+    """A non-empty string of at most `limit` characters, `storable`."""
     if not isinstance(value, str):
         raise InvalidInput(field, f"expected a string, got {type(value).__name__}")
     if not value:
         raise InvalidInput(field, "must not be empty")
     if len(value) > limit:
         raise InvalidInput(field, f"longer than {limit} characters")
-    return value
+    return storable(value)
+
+
+def storable(value: str) -> str:
+    """`value` with each NUL and lone surrogate replaced by U+FFFD: the engine's records keep
+    this text, and one record Postgres refuses would hold back the write-behind queue. Every
+    id goes through here on the way in, lookups included, so they stay consistent. The shells
+    refuse (HTTP: 422) or escape (SIP) such text first; this is the engine's own guarantee."""
+    if "\x00" not in value and value.isascii():  # isascii is O(1): the usual case is one scan
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def optional_text(value: object, field: str, limit: int) -> str | None:

@@ -839,6 +839,29 @@ def max_forwards(value: str) -> int:
     return hops
 
 
+# What a database cannot store as text: NUL and lone surrogates (the bytes that were not
+# UTF-8, kept by `surrogateescape` as U+DC80-U+DCFF).
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+_ESCAPED_BYTES: Final = range(0xDC80, 0xDD00)
+
+
+def _escape_unstorable(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if code in _ESCAPED_BYTES:
+        return f"%{code - 0xDC00:02X}"  # the original byte, as a URI would escape it
+    return "%00" if code == 0 else "\ufffd"
+
+
+def storable_text(text: str) -> str:
+    """`text` as valid UTF-8 without NUL, for the records the bridge persists (Postgres refuses
+    anything else, and one such record would hold back every later one). A byte that was not
+    UTF-8 becomes `%XX`, a NUL `%00`: distinct Call-IDs stay distinct. Text that is already
+    storable (every real Call-ID) comes back as it is."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub(_escape_unstorable, text)
+
+
 def uri_user(uri: str) -> str | None:
     """The user part of a sip:, sips: or tel: URI, percent-decoded, or None.
 

@@ -27,6 +27,7 @@ from gateway.sip.codec import (
     StreamParser,
     make_response,
     parse_message,
+    storable_text,
 )
 from gateway.sip.errors import SipError
 from gateway.sip.transaction import (
@@ -250,7 +251,9 @@ class SipServer:
     def _invite(self, event: NewInvite) -> None:
         request = event.request
         self._count("INVITE")
-        call_id = request.header("call-id") or ""
+        # The Call-ID keys the call record: bytes that are not UTF-8 (which any peer able to
+        # spoof a trunk's address can send) are escaped so that Postgres can store it.
+        call_id = storable_text(request.header("call-id") or "")
         engine = self.engine()
         if engine is None:
             self.perform(self.layer.respond(event.transaction, event.response(503), self._now()))

@@ -6,6 +6,10 @@ answering. And when the database stays down long enough for the in-memory queue 
 bound, the whole queue is spilled into a segment so memory stays bounded. A segment is deleted
 only after a database transaction holding all of its records has committed; replaying one twice
 is harmless because every insert is idempotent.
+
+A record Postgres refuses for its data (found by the writer) is moved to `quarantine/`, a
+subdirectory that is never replayed: one JSON line per record, a spool line plus the error, so
+nothing is lost and `decode` reads it back for a replay once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
 }
 TYPE_NAMES = {cls: name for name, cls in RECORD_TYPES.items()}
 SEGMENT_SUFFIX = ".jsonl"
+QUARANTINE_DIR = "quarantine"  # under the spool directory; `segments()` never lists it
 
 
 class SpoolError(Exception):
@@ -49,11 +55,16 @@ FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in RE
 _json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def encode(record: Any) -> str:
+def _document(record: Any) -> dict[str, Any]:
     doc = {name: getattr(record, name) for name in FIELD_NAMES[type(record)]}
     if type(record) is CallRecord:
         doc["candidates"] = [(c.session, c.visitor, c.likelihood) for c in record.candidates]
-    return _json({"t": TYPE_NAMES[type(record)], "r": doc})
+    return {"t": TYPE_NAMES[type(record)], "r": doc}
+
+
+def encode(record: Any) -> str:
+    """One JSON line, ASCII only (NUL and lone surrogates are escaped, so any text fits)."""
+    return _json(_document(record))
 
 
 def decode(line: str) -> Any:
@@ -156,6 +167,24 @@ class Spool:
             for line in f:
                 if line.endswith("\n"):  # a torn last line was never acknowledged: skip it
                     yield decode(line)
+
+    def quarantine(self, refused: list[tuple[Any, str]]) -> Path:
+        """Append records with the reason each was refused to today's (UTC) quarantine file,
+        fsync'd before returning: the caller then lets the spool forget them."""
+        directory = self.directory / QUARANTINE_DIR
+        path = directory / time.strftime(f"%Y-%m-%d{SEGMENT_SUFFIX}", time.gmtime())
+        now = time.time()
+        lines = "".join(_json({**_document(record), "error": reason, "quarantined_at": now})
+                        + "\n" for record, reason in refused)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(lines.encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise SpoolError(f"quarantine write failed: {exc}") from exc
+        return path
 
     def remove(self, paths: list[Path]) -> None:
         for p in paths:

@@ -6,6 +6,11 @@ task flushes every `flush_interval_s` in one transaction per batch. When the dat
 the batch is kept and retried with capped exponential backoff; past `MAX_PENDING` records the
 queue is spilled to the spool so memory stays bounded. Nothing is dropped: on start the spool is
 replayed, and every insert is idempotent so replays never duplicate.
+
+A batch Postgres refuses for its data (a NUL, invalid UTF-8, a value out of range: retrying
+cannot help) is split in halves until the records at fault stand alone; the others are
+written, and those are moved to the spool's quarantine file with an error log line and a
+counter (`dni_writer_quarantined_records_total`), so one bad record never holds back the rest.
 """
 
 from __future__ import annotations
@@ -29,12 +34,21 @@ from gateway.engine.records import (
 )
 from gateway.store import sql_writer
 from gateway.store.records import CallUpdate, for_storage
-from gateway.store.spool import Spool, SpoolError
+from gateway.store.spool import TYPE_NAMES, Spool, SpoolError
 
 MAX_PENDING = 200_000  # ~100 MB of records at most in memory before spilling to disk
 MAX_BATCH = 20_000  # one transaction stays well under a second even on a slow disk
 BACKOFF_MAX_S = 5.0  # retry a down database at least this often
 FLUSH_TIMEOUT_S = 30.0  # a batch taking longer is treated as failed and retried
+MAX_REASON = 300  # characters of Postgres' complaint kept with a quarantined record
+# Postgres refusing the data itself (SQLSTATE class 22: NUL, bad encoding, out of range, also
+# raised by asyncpg for text it cannot encode; class 23: a constraint): the same batch would
+# fail forever, so it is bisected and the records at fault quarantined.
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# What a flush waits out and retries with backoff: the database down or refusing connections,
+# a timeout, a disk refusing the quarantine file.
+RETRIED_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+                  ConnectionError, SpoolError)
 
 _log = log.get("gateway.store.writer")
 
@@ -53,6 +67,7 @@ class Writer:
         self.last_flush_s = 0.0
         self.flushed_total = 0
         self.spool_errors = 0
+        self.quarantined = 0  # records Postgres refused, moved to the quarantine file
         self.healthy = True
         self._write_seq = 0  # durable writes handed to the spool so far
         self._synced_seq = 0  # the last of them an fsync has covered
@@ -191,14 +206,43 @@ class Writer:
             self._memory_segments.difference_update(closed)
             return 0
         started = time.perf_counter()
+        refused: list[tuple[Any, str]] = []
         for i in range(0, len(batch), MAX_BATCH):
-            await asyncio.wait_for(self._write(batch[i:i + MAX_BATCH]), FLUSH_TIMEOUT_S)
+            await self._write_or_bisect(batch[i:i + MAX_BATCH], refused)
+        if refused:  # on disk before the spool and the queue forget them
+            self._quarantine(refused)
         del self.pending[:taken]
         self.spool.remove(closed)
         self._memory_segments.difference_update(closed)
         self.last_flush_s = time.perf_counter() - started
-        self.flushed_total += len(batch)
-        return len(batch)
+        written = len(batch) - len(refused)
+        self.flushed_total += written
+        return written
+
+    async def _write_or_bisect(self, batch: list[Any], refused: list[tuple[Any, str]]) -> None:
+        """Write `batch` in one transaction. When Postgres refuses it for its data, write each
+        half in turn (order kept), down to single records: one refused alone joins `refused`
+        with the reason. Any other error propagates and the whole flush is retried later."""
+        try:
+            await asyncio.wait_for(self._write(batch), FLUSH_TIMEOUT_S)
+        except DATA_ERRORS as exc:
+            if len(batch) == 1:
+                refused.append((batch[0], _reason(exc)))
+                return
+        else:
+            return
+        half = len(batch) // 2
+        await self._write_or_bisect(batch[:half], refused)
+        await self._write_or_bisect(batch[half:], refused)
+
+    def _quarantine(self, refused: list[tuple[Any, str]]) -> None:
+        """Keep refused records in the quarantine file (a SpoolError fails the flush: it is
+        retried, nothing forgotten) and say so loudly."""
+        path = self.spool.quarantine(refused)
+        self.quarantined += len(refused)
+        for record, reason in refused:
+            _log.error("writer_record_quarantined", kind=TYPE_NAMES[type(record)],
+                       id=_printable(_record_id(record)), error=reason, file=str(path))
 
     async def _write(self, batch: list[Any]) -> None:
         groups: dict[type, list[Any]] = defaultdict(list)
@@ -221,8 +265,7 @@ class Writer:
             self._wake.clear()
             try:
                 await self.flush()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
-                    ConnectionError) as exc:
+            except RETRIED_ERRORS as exc:
                 self.failures += 1
                 self.healthy = False
                 delay = min(BACKOFF_MAX_S, max(self.flush_interval_s, delay * 2))
@@ -243,8 +286,7 @@ class Writer:
         while time.monotonic() < deadline:
             try:
                 await self.flush()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
-                    ConnectionError):
+            except RETRIED_ERRORS:
                 await asyncio.sleep(0.2)
                 continue
             if not self.pending and not self.spool.segments():
@@ -256,3 +298,19 @@ class Writer:
         if self.pending:
             self._spill()
         self.spool.close()
+
+
+def _record_id(record: Any) -> str:
+    """The call or session a record is about."""
+    return str(getattr(record, "call_id", None) or getattr(record, "session", ""))
+
+
+def _printable(text: str) -> str:
+    """Text any log sink can write: lone surrogates and NUL escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _reason(exc: Exception) -> str:
+    """What Postgres said, kept with a quarantined record: error class, SQLSTATE, message."""
+    sqlstate = getattr(exc, "sqlstate", None) or "-"
+    return _printable(f"{type(exc).__name__} [{sqlstate}]: {exc}"[:MAX_REASON])

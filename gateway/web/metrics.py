@@ -23,7 +23,7 @@ class LiveState(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self.read = read
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snap = self.read()
         labels = ["site", "source"]
         pools = {name: GaugeMetricFamily(f"dni_pool_{name}", help_, labels=labels)
@@ -42,6 +42,10 @@ class LiveState(Collector):
                             ("writer_healthy", "1 when the last flush succeeded"),
                             ("engine_sessions", "Sessions held in memory")):
             yield GaugeMetricFamily(f"dni_{name}", help_, value=float(snap.get(name, 0)))
+        yield CounterMetricFamily(  # exposed as dni_writer_quarantined_records_total
+            "dni_writer_quarantined_records",
+            "Records Postgres refused for their data, moved to the spool's quarantine/ file",
+            value=float(snap.get("writer_quarantined_records", 0)))
         if snap.get("sip") is not None:
             yield from _sip_metrics(snap["sip"])
 

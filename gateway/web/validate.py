@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -86,6 +87,18 @@ def storable(doc: Any) -> None:
                 stack.append((item, f"{where}.{key}" if where else key, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def storable_fields(fields: Iterable[tuple[str, str]]) -> None:
+    """`storable` for flat name/value pairs (a posted form, whose names repeat): 422 naming
+    the first field with a NUL character or an unpaired surrogate."""
+    for name, value in fields:
+        if not plain(name):
+            raise ApiError(422, "a field name contains NUL characters or unpaired surrogates",
+                           field="body")
+        if not plain(value):
+            raise ApiError(422, "text must not contain NUL characters or unpaired surrogates",
+                           field=name)
 
 
 def plain(text: str) -> bool:

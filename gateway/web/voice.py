@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 
 from gateway import log
@@ -20,12 +21,16 @@ from gateway.engine.errors import UnknownNumber
 from gateway.engine.phones import parse_e164
 from gateway.settings import Settings
 from gateway.store.records import CallUpdate
+from gateway.web import validate
 from gateway.web.errors import ApiError
 from gateway.web.keys import METRICS, SETTINGS, STATE
 
 STATUS_PATH = "/v1/voice/twilio/status"
 WHISPER_PATH = "/v1/voice/twilio/whisper"
 MAX_FIELD = 256  # Twilio's longest fields (URLs aside) are tens of characters
+# Durations are seconds: 9 digits (31 years) is past any call and fits Postgres' int.
+MAX_DURATION_DIGITS = 9
+MAX_PARSE_DETAIL = 160  # characters of a parser's complaint echoed back in a 400
 TWIML = "application/xml"
 
 _log = log.get("gateway.web.voice")
@@ -42,18 +47,39 @@ def public_base(request: web.Request) -> str:
 
 
 async def verified_form(request: web.Request) -> MultiDictProxy[str]:
-    """The form fields of a request whose carrier signature checks out; 403 otherwise."""
-    try:
-        form = await request.post()
-    except ValueError:
-        raise ApiError(400, "malformed form body", field="body") from None
+    """The form fields of a request whose carrier signature checks out; 403 otherwise.
+
+    A body that cannot be read is a 4xx (`_read_form`), and so is a field holding text
+    Postgres cannot store (a NUL), checked first, as the website API does (`validate`): such
+    text would block the write-behind queue. Carriers never send either."""
+    form = await _read_form(request)
     fields = MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
+    validate.storable_fields(fields.items())
     url = public_base(request) + request.raw_path
     if not twilio.signature_valid(_secrets(request.app[SETTINGS]), url, fields, request.headers):
         _log.warning("webhook_signature_refused", path=request.path)
         raise ApiError(403, "missing or invalid carrier signature",
                        field=twilio.TWILIO_HEADER)
     return fields
+
+
+async def _read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The posted form; 415 for an unknown charset, 400 for a body that does not parse (bad
+    UTF-8, a multipart body without boundary, with a malformed part or transfer encoding)."""
+    try:
+        form: MultiDictProxy[Any] = await validate.read_form(request)
+    except LookupError as exc:  # codecs.lookup() of the body's or a part's charset
+        raise ApiError(415, f"unsupported charset: {_detail(exc)}", field="Content-Type") from None
+    except HttpProcessingError as exc:  # a multipart part with a malformed header
+        raise ApiError(400, f"malformed multipart body: {_detail(exc.message)}",
+                       field="body") from None
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: unknown Content-Transfer-Encoding
+        raise ApiError(400, f"malformed form body: {_detail(exc)}", field="body") from None
+    return form
+
+
+def _detail(problem: object) -> str:
+    return str(problem)[:MAX_PARSE_DETAIL]
 
 
 def _field(form: MultiDictProxy[str], name: str, required: bool = True) -> str | None:
@@ -131,7 +157,11 @@ def _log_call(request: web.Request, call: Any, decided: float, durable: bool,
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() and len(value) < 10 else None
+    """A duration in seconds, or None for anything else (a carrier's status callback is not
+    refused for a field we only record)."""
+    if value is None or not validate.digits(value, MAX_DURATION_DIGITS):
+        return None
+    return int(value)
 
 
 async def status(request: web.Request) -> web.Response:
