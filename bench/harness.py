@@ -60,6 +60,18 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
 def gateway(config: Path, env_extra: dict[str, str] | None = None,
             data_dir: Path | None = None) -> Iterator[str]:
     """The real gateway (`dni-gateway serve`) on the embedded database; yields its base URL."""
+    with gateway_process(config, env_extra, data_dir) as (base, _):
+        yield base
+
+
+@contextmanager
+def gateway_process(config: Path, env_extra: dict[str, str] | None = None,
+                    data_dir: Path | None = None
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gateway`, yielding the process too (for its CPU time). Settings are production's
+    (the Docker image logs JSON at info) but for the swap rate limit: wrk's connections all
+    come from 127.0.0.1, and the default 120 a minute would turn nearly every request into a
+    rate-limited answer (the site number, no session, nothing for the writer)."""
     port = free_port()
     data = data_dir or Path(tempfile.mkdtemp(prefix="dni-bench-"))
     data.chmod(0o755)
@@ -73,7 +85,7 @@ def gateway(config: Path, env_extra: dict[str, str] | None = None,
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + "/readyz", proc)
-        yield base
+        yield base, proc
     finally:
         stop(proc)
         log.close()
@@ -81,29 +93,48 @@ def gateway(config: Path, env_extra: dict[str, str] | None = None,
 
 
 @contextmanager
-def bare(kind: str) -> Iterator[str]:
-    """The baseline: a bare aiohttp handler on uvloop returning a canned answer."""
+def server(argv: Callable[[int], list[str]], ready_path: str = "/healthz"
+           ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A baseline server process, `argv(port)` listening on loopback; yields its base URL and
+    the process."""
     port = free_port()
-    proc = subprocess.Popen([PY, str(ROOT / "bench" / "bare_server.py"), kind, str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv(port), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base + "/healthz", proc)
-        yield base
+        wait_ready(base + ready_path, proc)
+        yield base, proc
     finally:
         stop(proc)
 
 
+@contextmanager
+def bare(kind: str) -> Iterator[str]:
+    """The baseline: a bare aiohttp handler on uvloop returning a canned answer."""
+    with server(lambda port: [PY, str(ROOT / "bench" / "bare_server.py"), kind, str(port)]
+                ) as (base, _):
+        yield base
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc). Less sensitive than
+    requests/s to what else the shared machine runs at the time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, script: Path, seconds: int, connections: int,
         threads: int = 1) -> dict[str, float]:
-    """Run wrk; return requests/s, mean latency (ms), non-2xx count and socket errors."""
+    """Run wrk; return requests/s, requests done, non-2xx count and socket errors."""
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
          str(script), url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    return {"rps": rps, "requests": float(done.group(1)) if done else 0.0,
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
             "socket_errors": float(sum(int(x) for x in errors.groups())) if errors else 0.0}
 
 

@@ -91,6 +91,7 @@ class Metrics:
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(LiveState(read_live))
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._swap_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request; label children are cached (prometheus' labels() is not free)."""
@@ -102,3 +103,12 @@ class Metrics:
             self._children[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
+
+    def count_swap(self, site: str, outcome: str) -> None:
+        """Count one swap answer. The caller passes a configured site's key, so the cache is
+        bounded by the site config (prometheus keeps every child it made anyway)."""
+        key = (site, outcome)
+        child = self._swap_children.get(key)
+        if child is None:
+            child = self._swap_children[key] = self.swaps.labels(site, outcome)
+        child.inc()

@@ -8,6 +8,8 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -57,16 +59,28 @@ def _http_error(exc: web.HTTPException) -> web.StreamResponse:
     return resp
 
 
+def _request_id_var() -> ContextVar[Any]:
+    """The context variable behind structlog's bound `request_id` (what `bind_contextvars`
+    sets), so each request costs one `set` and one `reset` instead of two name lookups."""
+    tokens = structlog.contextvars.bind_contextvars(request_id=...)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens["request_id"].var
+
+
+_REQUEST_ID = _request_id_var()
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _CLIENT_ID.match(given) else _new_request_id()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    given = request.headers.get(REQUEST_ID_HEADER)
+    request_id = (given if given is not None and _CLIENT_ID.fullmatch(given)
+                  else _new_request_id())
+    token = _REQUEST_ID.set(request_id)
     started = time.perf_counter()
     try:
         resp = await _guarded(request, handler)
     finally:
-        structlog.contextvars.unbind_contextvars("request_id")
+        _REQUEST_ID.reset(token)
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
     request.app[METRICS].observe_request(_route_name(request), method, resp.status,
                                          time.perf_counter() - started)

@@ -69,6 +69,29 @@ async def test_cors_allows_the_site_origin_only(gateway: Gateway) -> None:
     assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == "https://acme.test"
 
 
+async def test_swap_answer_headers_and_metrics(gateway: Gateway) -> None:
+    c = gateway.client
+    resp = await c.post("/v1/swap", json={"site": "acme", "url": "https://acme.test/?gclid=h"},
+                        headers={**ORIGIN, "X-Request-Id": "trace-12345678"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://acme.test"
+    assert resp.headers["Vary"] == "Origin"
+    assert resp.headers["X-Request-Id"] == "trace-12345678"
+    assert resp.headers["Server"] == "dni-gateway"
+    assert json.loads(await resp.read())["session"].startswith("s_")
+    no_origin = await c.post("/v1/swap", json={"site": "acme", "url": "https://acme.test/"},
+                             headers={"User-Agent": UA})
+    assert no_origin.status == 200 and "Access-Control-Allow-Origin" not in no_origin.headers
+    assert no_origin.headers["Cache-Control"] == "no-store"
+    text = await (await c.get("/metrics")).text()
+    assert 'dni_swaps_total{outcome="session",site="acme"} 1.0' in text
+    assert 'dni_swaps_total{outcome="own_number",site="acme"} 1.0' in text
+    assert 'dni_http_requests_total{method="POST",route="/v1/swap",status="200"} 2.0' in text
+    assert 'dni_http_request_seconds_count{method="POST",route="/v1/swap"} 2.0' in text
+
+
 async def test_swap_input_errors_name_the_field(gateway: Gateway) -> None:
     c = gateway.client
     cases = [({"url": "https://acme.test/"}, 422, "site"),
