@@ -75,27 +75,41 @@ def live_holders(slot: NumberSlot, at: float) -> list[Session]:
     idle = slot.source.idle
     for holder in holders:
         if holder.last_activity + idle <= at:
-            holders = slot.holders = [h for h in holders if h.last_activity + idle > at]
+            # A session revived after its expiry may be listed twice: once is enough.
+            holders = slot.holders = list(dict.fromkeys(
+                h for h in holders if h.last_activity + idle > at))
             break
+    slot.pruned = len(holders)
     return holders
+
+
+def add_holder(slot: NumberSlot, session: Session, at: float) -> None:
+    """Append a holder; expired ones are pruned once the list has doubled since the last
+    pruning, so a number shared by many live sessions costs O(1) amortised per visit."""
+    slot.holders.append(session)
+    if len(slot.holders) > 2 * slot.pruned + 8:
+        live_holders(slot, at)
 
 
 def hold(slot: NumberSlot, session: Session, at: float) -> tuple[bool, list[Session]]:
     """Make `session` (new, or expired before `at`) a holder of `slot`.
 
     Returns whether another live session holds the number (a sharing: the caller counts it and
-    marks `session` shared) and which of those are not marked shared yet.
+    marks `session` shared) and which of those are not marked shared yet. A reserved number has
+    a live holder (its reservation is its holders' latest expiry), and once the caller has
+    marked a sharing every holder is marked (`slot.marked`), so a busy number is not scanned.
     """
     if slot.reserved_until <= at:  # free: every earlier holder has expired
         slot.holders = [session]
+        slot.pruned = 1
+        slot.marked = False
         extend(slot, session)
         return False, []
-    holders = live_holders(slot, at)
-    unmarked = [h for h in holders if not h.shared]
-    shared = bool(holders)
-    holders.append(session)
+    unmarked = [] if slot.marked else [h for h in live_holders(slot, at) if not h.shared]
+    slot.marked = True  # the caller marks `unmarked` and `session` shared
+    add_holder(slot, session, at)
     extend(slot, session)
-    return shared, unmarked
+    return True, unmarked
 
 
 def extend(slot: NumberSlot, session: Session) -> None:
@@ -113,7 +127,7 @@ def pool_stats(source: SourceRuntime, at: float) -> PoolStats:
             reserved += 1
         elif at - slot.reserved_until < source.idle:
             cooling += 1
-    live = sum(len(live_holders(slot, at)) for slot in source.slots())
+    live = sum(len(set(live_holders(slot, at))) for slot in source.slots())
     size = len(source.pool)
     owned = source.ring.owned if source.ring is not None else None
     return PoolStats(source.site.key, source.name, size, reserved, cooling,

@@ -40,7 +40,9 @@ class Session:
         self.pageviews = 1
         self.last_click_to_call: float | None = None
         self.hidden_at: float | None = None
-        self.holders = 1  # live sessions on the number at this session's last activity
+        # Sessions on the number at this session's last activity: the live ones, plus, on a
+        # number shared by many, expired ones not pruned yet (at most as many again).
+        self.holders = 1
         self.ordinal = 1  # this visitor's sessions on the site so far, this one included
         self.others: tuple[Session, ...] = ()  # the visitor's latest session of other sources
         # The visitor has a later session, or this one was forgotten: it may no longer be
@@ -57,7 +59,8 @@ class Session:
 class NumberSlot:
     """A tracking number at runtime: who holds it, and who has been shown it."""
 
-    __slots__ = ("formatted", "holders", "index", "number", "reserved_until", "shown", "source")
+    __slots__ = ("formatted", "holders", "index", "marked", "number", "pruned", "reserved_until",
+                 "shown", "source")
 
     def __init__(self, number: str, source: SourceRuntime, index: int) -> None:
         self.number = number
@@ -66,6 +69,8 @@ class NumberSlot:
         self.index = index  # position in the source's ring; -1 for offline and overflow numbers
         self.reserved_until = NEVER  # max(last_activity + idle) of the sessions it was given to
         self.holders: list[Session] = []  # sessions that may still be live on it (pruned lazily)
+        self.pruned = 0  # len(holders) after the last pruning
+        self.marked = False  # every live holder is marked shared (set once a sharing happened)
         self.shown = Shown()  # sessions shown it, oldest first (match window), by column
 
 
