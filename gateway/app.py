@@ -28,6 +28,7 @@ from gateway.store.records import CallUpdate
 from gateway.store.spool import Spool
 from gateway.store.writer import Writer
 from gateway.web import admin, calls, ops, reports, static, swap, ui, voice
+from gateway.web.cluster_metrics import ClusterState
 from gateway.web.keys import METRICS, SETTINGS, STATE, State
 from gateway.web.metrics import Metrics
 from gateway.web.middleware import observe
@@ -139,6 +140,10 @@ async def _cluster(app: web.Application) -> AsyncIterator[None]:
                                  engine=lambda: state.engine, flush=writer.flush,
                                  follower=state.follower)
     state.leases = leases
+    lending = cluster.Lending(state.pool, leases, lambda: state.engine)
+    await lending.start()
+    leases.after_tick = lending.ensure
+    state.lending = lending
     await state.follower.catch_up()  # what was written while the engine loaded
     try:
         await leases.tick()
@@ -151,6 +156,8 @@ async def _cluster(app: web.Application) -> AsyncIterator[None]:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    state.lending = None
+    await lending.stop()
     await leases.leave()
 
 
@@ -212,6 +219,7 @@ def create_app(settings: Settings, *, config_path: Path | None = None) -> web.Ap
     app[STATE] = state
     app[CONFIG_PATH] = config_path
     app[METRICS] = Metrics(lambda: _live(state))
+    app[METRICS].registry.register(ClusterState(lambda: (state.leases, state.lending)))
     app[swap.RATE_LIMITER] = RateLimiter(settings.swap_rate_per_minute)
     app.cleanup_ctx.extend([_database, _config_file, _engine, _writer, _cluster, _sip])
     app.on_shutdown.append(_stop_tasks)

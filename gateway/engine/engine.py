@@ -17,6 +17,7 @@ from gateway.engine.agents import agent
 from gateway.engine.classify import classify, parse_landing
 from gateway.engine.config import Config, SiteConfig, parse_config
 from gateway.engine.errors import (
+    EngineError,
     InvalidInput,
     UnknownCall,
     UnknownNumber,
@@ -36,7 +37,7 @@ from gateway.engine.records import (
 )
 from gateway.engine.restore import collector_paused, from_states, install, rehome
 from gateway.engine.results import Call, NumberInfo, PoolStats, Visit
-from gateway.engine.ring import extend, hold, live_holders, pool_stats
+from gateway.engine.ring import extend, hold, pool_stats
 from gateway.engine.state import (
     NEVER,
     NumberSlot,
@@ -50,6 +51,15 @@ from gateway.engine.state import (
 from scoring.features import CallContext
 
 PRUNE_STEP = 4  # expired sessions forgotten per visit: more than the one a visit adds
+
+
+def _short(source: SourceRuntime, at: float) -> bool:
+    """No free number of the source among those owned here, while others own some."""
+    ring = source.ring
+    if ring is None or ring.owned is None or len(ring.owned) >= len(source.pool):
+        return False
+    top = ring.least_recent()
+    return top is None or top.reserved_until > at
 
 
 class Engine:
@@ -254,6 +264,76 @@ class Engine:
                 for source in site.sources.values()
                 if source.ring is not None and source.config.active]
 
+    def short_source(self, *, site: str, url: str, referrer: str | None = None,
+                     user_agent: str | None = None, visitor: str | None = None,
+                     at: float) -> str | None:
+        """Scale-out: the online source whose pool `visit()` with these arguments would need a
+        number of while this process has no free number of it and other processes own some
+        (the shell then asks them to lend one, `lend()`); None otherwise, always None while it
+        owns every number. Changes nothing and records nothing; invalid input is None (the
+        visit itself reports it)."""
+        if self._owned is None or not isinstance(site, str):
+            return None
+        runtime = self._sites.get(site)
+        if runtime is None or not runtime.active:
+            return None
+        if not any(_short(source, at) for source, _ in runtime.matchers):
+            return None  # the common case: a free number of every source at hand
+        try:
+            source = self._new_session_source(runtime, url, referrer, user_agent,
+                                              visitor=visitor, at=at)
+        except EngineError:
+            return None
+        return source.name if source is not None and _short(source, at) else None
+
+    def _new_session_source(self, runtime: SiteRuntime, url: str, referrer: str | None,
+                            user_agent: str | None, *, visitor: str | None,
+                            at: float) -> SourceRuntime | None:
+        """The source `visit()` would take a new number of (not for bots, live sessions or
+        sticky visitors); raises EngineError on invalid input."""
+        url = inputs.text(url, "url", inputs.MAX_URL_LENGTH)
+        referrer = inputs.optional_text(referrer, "referrer", inputs.MAX_URL_LENGTH)
+        ua = inputs.user_agent(user_agent)
+        visitor = inputs.visitor(visitor)
+        at = inputs.at(at)
+        latest = runtime.visitors.get(visitor) if visitor is not None else None
+        if agent(ua)[0] or (latest is not None and latest.live(at)):
+            return None
+        source = classify(runtime.matchers, parse_landing(url, referrer, runtime.hosts))
+        if source is None or self._sticky(latest, source, at) is not None:
+            return None
+        return source
+
+    def lend(self, *, site: str, source: str, at: float, free: bool = True) -> str | None:
+        """Scale-out: give up one number of the source for another process to hand out; it is
+        no longer owned here. `free=True`: the one free the longest, None when none is free.
+        `free=False` (the other process owns none of the pool, which is full): the one idle
+        the longest, so that it can share it, but only while this process keeps another."""
+        runtime = self._sites.get(site) if isinstance(site, str) else None
+        src = runtime.sources.get(source) if runtime is not None else None
+        if src is None or src.ring is None or self._owned is None or src.ring.owned is None:
+            return None
+        slot = src.ring.least_recent()
+        if slot is None:
+            return None
+        if slot.reserved_until > at and (free or len(src.ring.owned) < 2):
+            return None
+        self.own_numbers(self._owned - {slot.number})
+        return slot.number
+
+    def owns_any(self, *, site: str, source: str) -> bool:
+        """Scale-out: whether this process may hand out at least one number of the source."""
+        runtime = self._sites.get(site)
+        src = runtime.sources.get(source) if runtime is not None else None
+        ring = src.ring if src is not None else None
+        return ring is not None and (ring.owned is None or bool(ring.owned))
+
+    def reserved(self, numbers: Iterable[str], at: float) -> frozenset[str]:
+        """The numbers among these held by a live session at `at`."""
+        return frozenset(n for n in numbers
+                         if (slot := self._numbers.get(n)) is not None
+                         and slot.reserved_until > at)
+
     def absorb(self, sessions: Iterable[SessionState] = (),
                events: Iterable[tuple[str, str, float]] = (),
                calls: Iterable[CallState] = ()) -> tuple[int, int, int]:
@@ -412,7 +492,7 @@ class Engine:
         elif kind == "click_to_call":
             s.last_click_to_call = at if s.last_click_to_call is None else max(
                 s.last_click_to_call, at)
-        s.holders = len(live_holders(s.slot, at))
+        s.holders = len(s.slot.holders)
         s.slot.shown.changed(s)
 
     def _mark_shared(self, sessions: list[Session], at: float) -> None:

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -107,6 +108,23 @@ ON CONFLICT (number) DO UPDATE SET owner = excluded.owner, expires_at = excluded
 WHERE l.owner IS NULL OR l.owner = excluded.owner OR l.expires_at < now()
 RETURNING number
 """
+
+NOTIFY_SQL = "SELECT pg_notify('dni_leases', $1)"
+
+# Lend a number: the row moves to the borrower, and the borrower hears of it, only if the row
+# is still the lender's.
+LEND_SQL = """
+WITH moved AS (
+    UPDATE number_leases SET owner = $2, expires_at = now() + make_interval(secs => $3),
+        acquired_at = now()
+    WHERE number = $1 AND owner = $4
+    RETURNING number
+)
+SELECT count(*) FROM (SELECT pg_notify('dni_leases', $5) FROM moved) AS told
+"""
+
+BORROW_TIMEOUT_S = 0.15  # a swap waits at most this long for another process to lend a number
+FULL_BACKOFF_S = 1.0  # after nobody could lend one, the source shares locally this long
 
 LEAVE_SQL = ("UPDATE number_leases SET owner = NULL, expires_at = now() WHERE owner = $1",
              "DELETE FROM gateway_workers WHERE id = $1")
@@ -182,10 +200,10 @@ class Follower:
             await asyncio.sleep(interval_s)
             try:
                 await self.catch_up()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
+                self.failures = 0
+            except Exception as exc:  # a database error, or a bug: keep following either way
                 self.failures += 1
-                _log.warning("follow_failed", error=type(exc).__name__)
+                _log.warning("follow_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 await asyncio.sleep(min(5.0, interval_s * 2 ** min(self.failures, 5)))
 
 
@@ -208,6 +226,9 @@ class LeaseKeeper:
         self.renewed = False  # a renewal has succeeded since start (or the last lapse)
         self.failures = 0
         self._timer: asyncio.TimerHandle | None = None
+        self.loans: dict[str, float] = {}  # numbers lent to this process -> loop time received
+        self.lent: dict[str, float] = {}  # numbers this process lent -> loop time it lent them
+        self.after_tick: Callable[[], Awaitable[None]] | None = None
 
     @property
     def interval_s(self) -> float:
@@ -235,13 +256,22 @@ class LeaseKeeper:
             if engine is None:
                 return
             self.members = sorted({self.me, *others})
-            self.desired = assign(engine.pool_numbers(), self.members, self.me)
+            home = assign(engine.pool_numbers(), self.members, self.me)
+            # Borrowed numbers are kept while a session holds them, then given back.
+            kept = engine.reserved(self.loans, time.time())
+            returning = set(self.loans) - kept - home
+            for n in set(self.loans) - kept:
+                del self.loans[n]
+            self.desired = home | kept
             drop = self.owned - self.desired
             if drop:
                 self._use(self.owned & self.desired)
                 await self._flush()  # their last sessions are in Postgres before the release
                 async with self.pool.acquire() as conn:
                     await conn.execute(RELEASE_SQL, self.me, sorted(drop))
+                    if returning & drop:  # the lender may take them back at once
+                        await conn.execute(NOTIFY_SQL, json.dumps(
+                            {"op": "returned", "numbers": sorted(returning & drop)}))
             async with self.pool.acquire() as conn:
                 got = frozenset(r[0] for r in await conn.fetch(
                     CLAIM_SQL, self.me, sorted(self.desired), self.ttl_s))
@@ -250,7 +280,14 @@ class LeaseKeeper:
                 # released, or its lease ran out): read it before handing them out.
                 await self.follower.catch_up()
         self.valid_until = sent + self.ttl_s - self.margin_s
-        self._use(got & self.desired)
+        # A loan that arrived after the claim was sent is ours though the claim did not see
+        # it; a number lent within a lease time is not, though the claim may have renewed it
+        # just before the lend took it.
+        late = {n for n, t in self.loans.items() if t >= sent}
+        now = loop.time()
+        for n in [n for n, t in self.lent.items() if t + self.ttl_s <= now]:
+            del self.lent[n]
+        self._use((got & self.desired | late) - self.lent.keys())
         self.renewed = True
         self._arm()
 
@@ -284,12 +321,13 @@ class LeaseKeeper:
                 self.failures = 0
                 # Not yet holding the whole share (another process has not let go yet): soon.
                 delay = self.interval_s if self.owned == self.desired else self.interval_s / 4
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
-                    ConnectionError) as exc:
+            except Exception as exc:  # a database error, or a bug: the lapse timer guards
                 self.failures += 1
                 _log.warning("lease_renew_failed", error=type(exc).__name__,
-                             valid_for_s=round(self.valid_for(), 2))
+                             detail=str(exc)[:200], valid_for_s=round(self.valid_for(), 2))
                 delay = self.interval_s
+            if self.after_tick is not None:
+                await self.after_tick()
             await asyncio.sleep(delay)
 
     async def leave(self) -> None:
@@ -309,7 +347,174 @@ class LeaseKeeper:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             _log.warning("lease_release_failed", error=type(exc).__name__)
 
+    def accept_loan(self, number: str) -> None:
+        if not self.ready:
+            return  # no lease of our own is valid: we cannot hand it out safely either
+        self.loans[number] = asyncio.get_running_loop().time()
+        self.desired = self.desired | {number}
+        self._use(self.owned | {number})
+
+    def lent_out(self, number: str) -> None:
+        self.lent[number] = asyncio.get_running_loop().time()
+        self.owned = self.owned - {number}  # the engine has let it go already
+
+    def returned(self, number: str) -> None:
+        self.lent.pop(number, None)
+
     def snapshot(self) -> dict[str, Any]:
         return {"worker": self.me, "workers": len(self.members), "owned": len(self.owned),
-                "share": len(self.desired), "valid_for_s": round(self.valid_for(), 2),
+                "share": len(self.desired), "borrowed": len(self.loans),
+                "lent": len(self.lent), "valid_for_s": round(self.valid_for(), 2),
                 "ready": self.ready}
+
+
+class Lending:
+    """Numbers lent between processes when one has no free number of a pool and another has.
+
+    Without it a process whose share of a pool is all reserved would share one of its numbers
+    while another process still has free ones. So before such a visit the swap handler asks
+    (`borrow`): a NOTIFY on channel `dni_leases`; every other process answers at once, and one
+    with a free number of that pool gives up its longest-free one (`Engine.lend`) and moves the
+    lease row to the asker in the same statement that notifies it. The asker waits at most
+    BORROW_TIMEOUT_S; when nobody lends, the pool is full everywhere and it shares locally, and
+    does not ask again for that pool for FULL_BACKOFF_S. A process that owns no number of a
+    full pool (it lent them all) asks again for one to share: a process holding two or more
+    gives its idle-longest. A borrowed number is renewed by the borrower while a session holds
+    it, then released, and its lender takes it back.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, keeper: LeaseKeeper,
+                 engine: Callable[[], Engine | None]) -> None:
+        self.pool = pool
+        self.keeper = keeper
+        self.me = keeper.me
+        self._engine = engine
+        self._conn: Any = None
+        self._pending: dict[str, list[Any]] = {}  # request id -> [future, answers awaited]
+        self._full_until: dict[tuple[str, str, bool], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.borrowed = 0
+        self.refused = 0
+        self.lent = 0
+
+    async def start(self) -> None:
+        """LISTEN on a connection held for the purpose."""
+        self._conn = await self.pool.acquire()
+        await self._conn.add_listener("dni_leases", self._heard)
+
+    async def ensure(self) -> None:
+        """Listen again after the connection was lost (the database restarted)."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            return
+        self._conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+        try:
+            await self.start()
+        except Exception as exc:
+            _log.warning("lend_listen_failed", error=type(exc).__name__)
+            self._conn = None
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.remove_listener("dni_leases", self._heard)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def borrow(self, site: str, source: str) -> bool:
+        """Ask the other processes for a free number of the pool; True once one is ours. When
+        none is free anywhere and this process owns none of the pool, ask for one to share."""
+        if await self._ask(site, source, free=True):
+            return True
+        engine = self._engine()
+        if engine is None or engine.owns_any(site=site, source=source):
+            return False
+        return await self._ask(site, source, free=False)
+
+    async def _ask(self, site: str, source: str, *, free: bool) -> bool:
+        loop = asyncio.get_running_loop()
+        key = (site, source, free)
+        others = len(self.keeper.members) - 1
+        if (others <= 0 or self._conn is None or self._conn.is_closed() or not self.keeper.ready
+                or self._full_until.get(key, 0.0) > loop.time()):
+            return False
+        request = secrets.token_hex(6)
+        answer: asyncio.Future[str | None] = loop.create_future()
+        self._pending[request] = [answer, others]
+        number = None
+        try:
+            await self.pool.execute(NOTIFY_SQL, json.dumps(
+                {"op": "ask", "from": self.me, "id": request, "site": site, "source": source,
+                 "free": free}))
+            number = await asyncio.wait_for(answer, BORROW_TIMEOUT_S)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            number = None
+        finally:
+            self._pending.pop(request, None)
+        if number is None:
+            self.refused += 1
+            self._full_until[key] = loop.time() + FULL_BACKOFF_S
+            return False
+        self.borrowed += 1
+        return True
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        op = msg.get("op")
+        if op == "ask" and msg.get("from") != self.me:
+            task = asyncio.get_running_loop().create_task(self._lend(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif op in ("lent", "none") and msg.get("to") == self.me:
+            self._answered(msg)
+        elif op == "returned":
+            for n in msg.get("numbers") or ():
+                self.keeper.returned(str(n))
+
+    def _answered(self, msg: dict[str, Any]) -> None:
+        entry = self._pending.get(str(msg.get("id")))
+        if msg["op"] == "lent":
+            number = str(msg.get("number"))
+            self.keeper.accept_loan(number)  # even when the asker gave up: given back if unused
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(number)
+            return
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0 and not entry[0].done():
+                entry[0].set_result(None)
+
+    async def _lend(self, msg: dict[str, Any]) -> None:
+        asker, request = str(msg.get("from")), str(msg.get("id"))
+        engine = self._engine()
+        number = None
+        if engine is not None and self.keeper.ready:
+            number = engine.lend(site=str(msg.get("site")), source=str(msg.get("source")),
+                                 at=time.time(), free=msg.get("free") is not False)
+        moved = None
+        try:
+            if number is not None:
+                self.keeper.lent_out(number)
+                moved = await self.pool.fetchval(
+                    LEND_SQL, number, asker, self.keeper.ttl_s, self.me, json.dumps(
+                        {"op": "lent", "to": asker, "id": request, "number": number,
+                         "from": self.me}))
+            if not moved:
+                await self.pool.execute(NOTIFY_SQL, json.dumps(
+                    {"op": "none", "to": asker, "id": request, "from": self.me}))
+            else:
+                self.lent += 1
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            _log.warning("lend_failed", error=type(exc).__name__)

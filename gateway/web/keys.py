@@ -32,6 +32,7 @@ class State:
         # Scale-out (DNI_CLUSTER=on): gateway.store.cluster's LeaseKeeper and Follower.
         self.worker_id: str | None = None
         self.leases: Any = None
+        self.lending: Any = None
         self.follower: Any = None
         self.config_epoch = 0  # the configuration counter this process has applied
 

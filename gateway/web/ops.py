@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.store import migrate
+from gateway.web.cluster_metrics import WorkerLabelled
 from gateway.web.keys import METRICS, STATE
 
 READY_PROBE_TIMEOUT_S = 2.0  # a readiness probe must answer well inside a k8s 5 s timeout
@@ -44,7 +46,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    data = generate_latest(request.app[METRICS].registry)
+    registry: Any = request.app[METRICS].registry
+    worker = request.app[STATE].worker_id
+    if worker is not None:  # scale-out: say which worker answered
+        registry = WorkerLabelled(registry, worker)
+    data = generate_latest(registry)
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

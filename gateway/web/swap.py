@@ -9,13 +9,15 @@ that sends `application/json` gets its preflight answered for any configured ori
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway import log
-from gateway.engine.errors import UnknownSite
+from gateway.engine.errors import UnknownSession, UnknownSite
 from gateway.web import validate
 from gateway.web.clients import client_address
 from gateway.web.errors import ApiError
@@ -27,6 +29,7 @@ MAX_URL = 4096  # longer than any real landing URL; browsers themselves cap near
 MAX_ID = 64  # visitor and session ids are ~24 characters; anything longer is not ours
 MAX_UA = 1024  # user agents above this are junk; truncated rather than refused
 ENCODED_NUL = "%00"
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # what web.json_response sends
 CORS_MAX_AGE_S = "86400"  # browsers cap preflight caching at 2 h (Chrome) to 24 h (Firefox)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
@@ -45,6 +48,18 @@ def _cors(request: web.Request, origins: Any, resp: web.StreamResponse) -> None:
     if origin and origin in origins:
         resp.headers["Access-Control-Allow-Origin"] = origin
         resp.headers["Vary"] = "Origin"
+
+
+def _swap_response(request: web.Request, answer: dict[str, Any], origins: Any) -> web.Response:
+    """The swap answer: never cached, with CORS headers for an allowed origin. Serialised with
+    orjson and the headers given up front: `web.json_response` and setting headers one by one
+    afterwards cost more than the rest of this handler outside the engine."""
+    headers = {"Content-Type": JSON_CONTENT_TYPE, "Cache-Control": "no-store"}
+    origin = request.headers.get("Origin")
+    if origin and origin in origins:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+    return web.Response(body=orjson.dumps(answer), headers=headers)
 
 
 def _check_origin(request: web.Request, allowed: Any) -> None:
@@ -87,18 +102,22 @@ async def swap(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     if not request.app[RATE_LIMITER].allow(client_address(request)):
         v = engine.site_number(key)
-        metrics.swaps.labels(key, "rate_limited").inc()
-        resp = web.json_response({**_answer(v, site), "visitor": visitor})
+        metrics.count_swap(site.key, "rate_limited")
+        answer = {**_answer(v, site), "visitor": visitor}
     else:
         ua = _agent(request.headers.get("User-Agent", ""))
+        lending = request.app[STATE].lending
+        if lending is not None:  # scale-out: out of free numbers here, maybe not elsewhere
+            short = engine.short_source(site=key, url=url, referrer=referrer or None,
+                                        user_agent=ua, visitor=visitor or None, at=time.time())
+            if short is not None:
+                await lending.borrow(key, short)
         v = engine.visit(site=key, url=url, referrer=referrer or None, user_agent=ua,
                          visitor=visitor or None, at=time.time())
         request.app[STATE].writer.add(engine.drain())
-        metrics.swaps.labels(key, "session" if v.session else "own_number").inc()
-        resp = web.json_response(_answer(v, site))
-    resp.headers["Cache-Control"] = "no-store"
-    _cors(request, site.allowed_origins, resp)
-    return resp
+        metrics.count_swap(site.key, "session" if v.session else "own_number")
+        answer = _answer(v, site)
+    return _swap_response(request, answer, site.allowed_origins)
 
 
 async def event(request: web.Request) -> web.Response:
@@ -110,7 +129,16 @@ async def event(request: web.Request) -> web.Response:
     if kind not in EVENT_KINDS:
         raise ApiError(422, f"kind must be one of {', '.join(EVENT_KINDS)}", field="kind")
     engine = _engine(request)
-    engine.activity(session=session, kind=kind, at=time.time())
+    try:
+        engine.activity(session=session, kind=kind, at=time.time())
+    except UnknownSession:
+        follower = request.app[STATE].follower
+        if follower is None:
+            raise
+        # Scale-out: a session another process started less than a poll ago: read it now.
+        with contextlib.suppress(Exception):
+            await follower.catch_up()
+        engine.activity(session=session, kind=kind, at=time.time())
     request.app[STATE].writer.add(engine.drain())
     resp = web.Response(status=204)
     _cors(request, _all_origins(request), resp)

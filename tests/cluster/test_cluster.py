@@ -99,3 +99,58 @@ async def test_a_configuration_change_on_one_process_reaches_the_others(
         assert resp.status == 200, await resp.text()
     await workers.until("the new numbers dealt out",
                         lambda: workers.balanced(live, numbers=len(POOL) + 2), timeout_s=20)
+
+
+async def test_new_visitors_spread_unevenly_get_free_numbers_owned_elsewhere(
+        workers: Workers, db_url: str) -> None:
+    """All twelve new visitors reach one of three processes (which owns four numbers): the
+    others lend theirs, so nobody shares while a number is free."""
+    await start(workers, db_url, 3)
+    visits = await asyncio.gather(*(workers.swap(0, click=str(i)) for i in range(12)))
+    assert sorted(v["number"] for v in visits) == sorted(POOL)
+    state = await workers.readyz(0)
+    assert state is not None and state["cluster"]["borrowed"] == 8
+    # The pool is full everywhere now: the next one shares, promptly.
+    extra = await workers.swap(1)
+    assert extra["number"] in POOL
+    # A session started on one process takes events on another at once.
+    await workers.event(2, visits[0]["session"], "click_to_call")
+
+
+async def test_a_borrowed_number_goes_back_to_its_owner_once_free(
+        workers: Workers, db_url: str) -> None:
+    await load_config(db_url, cluster_config(idle_timeout=2))
+    live = [0, 1]
+    for i in live:
+        workers.start(i)
+    await workers.until("balanced", lambda: workers.balanced(live), timeout_s=60)
+    visits = await asyncio.gather(*(workers.swap(0, click=str(i)) for i in range(8)))
+    assert len({v["number"] for v in visits}) == 8
+    lent = await workers.readyz(1)
+    assert lent is not None and lent["cluster"]["lent"] == 2
+
+    async def settled() -> bool:
+        states = [await workers.readyz(i) for i in live]
+        return await workers.balanced(live) and all(
+            s is not None and s["cluster"]["lent"] == s["cluster"]["borrowed"] == 0
+            for s in states)
+
+    # The sessions go idle after 2 s: the loans go home, the split is even again.
+    await workers.until("loans returned", settled, timeout_s=15)
+
+
+async def test_metrics_and_readiness_say_which_worker_and_what_it_holds(
+        workers: Workers, db_url: str) -> None:
+    live = await start(workers, db_url, 2)
+    state = await workers.readyz(1)
+    assert state is not None
+    worker = state["cluster"]["worker"]
+    async with workers.http.get(workers.url(1, "/metrics")) as resp:
+        text = await resp.text()
+    owned = [line for line in text.splitlines()
+             if line.startswith("dni_cluster_owned_numbers{")]
+    assert owned == [f'dni_cluster_owned_numbers{{worker="{worker}"}} '
+                     f'{float(state["cluster"]["owned"])}']
+    assert f'dni_cluster_workers{{worker="{worker}"}} {float(len(live))}' in text
+    assert all(f'worker="{worker}"' in line for line in text.splitlines()
+               if line and not line.startswith("#"))

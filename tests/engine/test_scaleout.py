@@ -7,7 +7,17 @@ import random
 
 from gateway.engine import Engine, SessionEvent, SessionStarted, SessionState
 from gateway.engine.records import CallRecord, CallState, Record
-from tests.engine.helpers import ADS, BUSINESS, DESKTOP, IDLE, PHONE, ad_visit, config, engine
+from tests.engine.helpers import (
+    ADS,
+    BUSINESS,
+    DESKTOP,
+    IDLE,
+    ORGANIC,
+    PHONE,
+    ad_visit,
+    config,
+    engine,
+)
 
 
 def replicate(records: list[Record], to: Engine) -> tuple[int, int, int]:
@@ -128,3 +138,37 @@ def test_a_call_on_any_process_is_attributed_as_one_process_would() -> None:
         for r in results[1:]:
             assert (r.match, r.likelihood, r.candidates) == (
                 results[0].match, results[0].likelihood, results[0].candidates)
+
+
+def test_a_process_out_of_free_numbers_asks_and_another_lends_its_longest_free() -> None:
+    a, b = engine(seed=1), engine(seed=2)
+    a.own_numbers([ADS[0], *ORGANIC])
+    b.own_numbers([ADS[1], ADS[2]])
+    landing = {"site": "acme", "url": "https://acme.test/?gclid=z",
+               "referrer": "https://www.google.com/", "user_agent": DESKTOP}
+    assert a.short_source(**landing, at=0.0) is None  # ADS[0] is free
+    ad_visit(a, at=0.0)
+    a.drain()
+    assert a.short_source(**landing, at=1.0) == "Google Ads"
+    assert a.drain() == []  # asking changed nothing and recorded nothing
+    assert a.short_source(**landing, at=1.0) == "Google Ads"
+    # Other landings of a short site: organic has free numbers, bots never get one.
+    assert a.short_source(site="acme", url="https://acme.test/",
+                          referrer="https://www.google.com/", user_agent=DESKTOP, at=1.0) is None
+    bot = {**landing, "user_agent": "Googlebot/2.1"}
+    assert a.short_source(**bot, at=1.0) is None
+    ad_visit(b, at=0.5)  # b hands out ADS[1]; ADS[2] stays free
+    lent = b.lend(site="acme", source="Google Ads", at=1.0)
+    assert lent == ADS[2] and b.owned_numbers() == frozenset({ADS[1]})
+    assert b.lend(site="acme", source="Google Ads", at=1.0) is None  # nothing free left
+    a.own_numbers([ADS[0], *ORGANIC, lent])
+    assert ad_visit(a, at=1.0).number == ADS[2]
+    assert a.reserved(ADS, at=2.0) == frozenset({ADS[0], ADS[2]})
+    assert b.reserved(ADS, at=2.0) == frozenset({ADS[1]})
+
+
+def test_owning_every_number_is_never_short() -> None:
+    e = engine()
+    for i in range(5):
+        ad_visit(e, at=float(i))
+    assert e.short_source(site="acme", url="https://acme.test/?gclid=q", at=9.0) is None
