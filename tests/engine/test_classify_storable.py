@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from gateway.engine import CallRecord, Engine, SessionStarted
 from gateway.engine.classify import parse_landing
+from gateway.web.validate import plain  # what Postgres stores as text
 from tests.engine.helpers import ADS, DESKTOP, config
-
-
-def plain(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
 
 
 @pytest.mark.parametrize(("query", "params"), [

@@ -7,15 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.sip.codec import parse_message, storable_text
-
-
-def plain(text: str) -> bool:
-    """What Postgres stores as text: valid UTF-8 without NUL."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
+from gateway.web.validate import plain  # what Postgres stores as text
 
 
 @pytest.mark.parametrize(("raw", "stored"), [
