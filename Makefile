@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy gateway/engine gateway/sip scoring
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .dni-data artifacts

@@ -5,7 +5,7 @@ surviving workers to own every number again after one worker is SIGKILLed.
 wrk runs on the same 2-core machine: its own CPU use (user + system seconds per wall second,
 from getrusage) is printed beside each figure, since it competes with the workers for cores.
 
-Run: .venv/bin/python bench/bench_workers.py [--seconds 10] [--connections 64] [--ttl 10]
+Run: .venv/bin/python -m bench.bench_workers [--seconds 10] [--connections 64] [--ttl 10]
 """
 
 from __future__ import annotations
