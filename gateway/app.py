@@ -56,6 +56,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedPostgres(settings.data_dir / "pg")
         url = await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         _log.info("embedded_postgres_started", data_dir=str(embedded.data_dir))
+    state.db_url = url
     state.pool = await create_pool(url)
     async with state.pool.acquire() as conn:
         applied = await migrate.apply(conn)
@@ -140,7 +141,7 @@ async def _cluster(app: web.Application) -> AsyncIterator[None]:
                                  engine=lambda: state.engine, flush=writer.flush,
                                  follower=state.follower)
     state.leases = leases
-    lending = cluster.Lending(state.pool, leases, lambda: state.engine)
+    lending = cluster.Lending(state.pool, state.db_url, leases, lambda: state.engine)
     await lending.start()
     leases.after_tick = lending.ensure
     state.lending = lending

@@ -383,9 +383,10 @@ class Lending:
     it, then released, and its lender takes it back.
     """
 
-    def __init__(self, pool: asyncpg.Pool, keeper: LeaseKeeper,
+    def __init__(self, pool: asyncpg.Pool, url: str, keeper: LeaseKeeper,
                  engine: Callable[[], Engine | None]) -> None:
         self.pool = pool
+        self.url = url  # LISTEN needs a connection of its own, outside the pool
         self.keeper = keeper
         self.me = keeper.me
         self._engine = engine
@@ -399,23 +400,24 @@ class Lending:
 
     async def start(self) -> None:
         """LISTEN on a connection held for the purpose."""
-        self._conn = await self.pool.acquire()
-        await self._conn.add_listener("dni_leases", self._heard)
+        conn = await asyncpg.connect(self.url, timeout=QUERY_TIMEOUT_S)
+        await conn.add_listener("dni_leases", self._heard)
+        self._conn = conn
+
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     async def ensure(self) -> None:
         """Listen again after the connection was lost (the database restarted)."""
-        conn = self._conn
-        if conn is not None and not conn.is_closed():
+        if self.listening():
             return
-        self._conn = None
+        conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+            conn.terminate()
         try:
             await self.start()
         except Exception as exc:
             _log.warning("lend_listen_failed", error=type(exc).__name__)
-            self._conn = None
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -424,25 +426,30 @@ class Lending:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
-                await conn.remove_listener("dni_leases", self._heard)
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn)
+                async with asyncio.timeout(QUERY_TIMEOUT_S):
+                    await conn.close()
+            conn.terminate()
 
     async def borrow(self, site: str, source: str) -> bool:
         """Ask the other processes for a free number of the pool; True once one is ours. When
-        none is free anywhere and this process owns none of the pool, ask for one to share."""
-        if await self._ask(site, source, free=True):
-            return True
-        engine = self._engine()
-        if engine is None or engine.owns_any(site=site, source=source):
+        none is free anywhere and this process owns none of the pool, ask for one to share.
+        Never raises: the visit goes on with what this process has."""
+        try:
+            if await self._ask(site, source, free=True):
+                return True
+            engine = self._engine()
+            if engine is None or engine.owns_any(site=site, source=source):
+                return False
+            return await self._ask(site, source, free=False)
+        except Exception as exc:  # the swap must be answered whatever happens here
+            _log.warning("borrow_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return False
-        return await self._ask(site, source, free=False)
 
     async def _ask(self, site: str, source: str, *, free: bool) -> bool:
         loop = asyncio.get_running_loop()
         key = (site, source, free)
         others = len(self.keeper.members) - 1
-        if (others <= 0 or self._conn is None or self._conn.is_closed() or not self.keeper.ready
+        if (others <= 0 or not self.listening() or not self.keeper.ready
                 or self._full_until.get(key, 0.0) > loop.time()):
             return False
         request = secrets.token_hex(6)

@@ -22,6 +22,7 @@ class State:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.pool: asyncpg.Pool | None = None
+        self.db_url = ""  # DATABASE_URL, or the embedded server's (a secret: never logged)
         self.writer: Writer | None = None
         self.admin_key: str = ""
         self.config_lock = asyncio.Lock()
