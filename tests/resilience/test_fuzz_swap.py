@@ -150,7 +150,10 @@ async def test_text_postgres_cannot_store_is_refused_or_cleaned(gateway: Gateway
 
 
 async def check_event(gw: Gateway, session: str, body: bytes) -> None:
-    resp = await gw.client.post(f"/v1/sessions/{quote(session, safe='')}/events", data=body,
+    # A lone surrogate goes out as the invalid UTF-8 it stands for (surrogatepass), percent-
+    # encoded: hostile bytes in the path, not a client-side encoding error.
+    path = quote(session, safe="", errors="surrogatepass")
+    resp = await gw.client.post(f"/v1/sessions/{path}/events", data=body,
                                 headers={"Content-Type": "application/json"})
     text = await resp.text()
     assert resp.status in EVENT_STATUSES, (resp.status, text)
