@@ -1,7 +1,10 @@
 """SIP redirect throughput: INVITE -> 302 -> ACK transactions per second, measured with SIPp at
 increasing rates until calls fail, with 100,000 live sessions in the gateway's engine. In the
 same run and with the same SIPp scenario: Kamailio (one child, a fixed 302 from sl_send_reply)
-and a bare uvloop datagram handler returning a canned 302.
+and a bare uvloop datagram handler returning a canned 302. Each step also prints the INVITEs
+SIPp had to retransmit and the datagrams the kernel dropped at the server's socket (its
+receive buffer full): drops at a server while the others pass at the same rate mean that server
+fell behind, not SIPp.
 
 Run: .venv/bin/python -m bench.bench_sip [--rates 1000,2000,4000] [--seconds 5]
 Needs Debian's sip-tester (sipp) and, for the Kamailio column, kamailio.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import shutil
@@ -54,8 +58,22 @@ def scenario(work: Path) -> tuple[Path, Path]:
     return sc, inf
 
 
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped so far at the socket bound to `port` on this host (its
+    receive buffer was full: the server fell behind), from /proc/net/udp{,6}."""
+    dropped = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    dropped += int(fields[-1])
+    return dropped
+
+
 def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path) -> dict[str, float]:
     calls = rate * seconds
+    drops = udp_drops(target)
     started = time.perf_counter()
     out = subprocess.run(
         ["sipp", "-sf", str(sc), "-inf", str(inf), "-r", str(rate), "-m", str(calls),
@@ -70,6 +88,7 @@ def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path) -> dict
 
     ok, failed = last("Successful call"), last("Failed call")
     return {"rate": rate, "ok": ok, "failed": failed, "achieved": ok / wall if wall else 0.0,
+            "drops": float(udp_drops(target) - drops),
             "retrans": float(sum(int(x) for x in re.findall(r"INVITE ---------->\s+\d+\s+(\d+)",
                                                             out)))}
 
@@ -82,7 +101,8 @@ def climb(name: str, port: int, rates: list[int], seconds: int, sc: Path, inf: P
         # (SIPp's retransmissions can rescue a lagging server: that is not a pass).
         clean = r["failed"] == 0 and r["ok"] == rate * seconds and r["achieved"] >= 0.9 * rate
         print(f"  {name:9s} offered {rate:5d}/s: ok {r['ok']:7.0f} failed {r['failed']:5.0f}"
-              f" achieved {r['achieved']:7.0f}/s {'pass' if clean else 'FAIL'}", flush=True)
+              f" achieved {r['achieved']:7.0f}/s retransmitted {r['retrans']:6.0f}"
+              f" dropped {r['drops']:6.0f} {'pass' if clean else 'FAIL'}", flush=True)
         if not clean:
             break
         best = rate

@@ -106,7 +106,7 @@ class SipStats:
 class Send:
     """Send `data`, a response with status `status`, to `addr` (over the request's transport).
 
-    A retransmission is the very same `Send` again.
+    A retransmission is an equal `Send` again (the same bytes).
     """
 
     data: bytes
@@ -189,6 +189,7 @@ class ServerTransaction:
 
     __slots__ = (
         "_last",
+        "_last_status",
         "_stats",
         "addr",
         "answer_by",
@@ -225,7 +226,10 @@ class ServerTransaction:
         self.deadline = float("inf")
         self.merge_key: _MergeKey | None = None
         self.queued = float("inf")  # the deadline the layer's timer heap holds for it
-        self._last: Send | None = None  # the latest response, for retransmissions
+        # The latest response, for retransmissions: its bytes and status rather than the Send
+        # itself, one object fewer for the collector to walk per live transaction.
+        self._last: bytes | None = None
+        self._last_status = 0
         self._stats = stats
 
     @property
@@ -239,14 +243,15 @@ class ServerTransaction:
         return self.state in (TxState.TRYING, TxState.PROCEEDING)
 
     def _send(self, response: Response) -> list[Output]:
-        self._last = Send(response.to_bytes(), self.addr, response.status)
-        return [self._last]
+        self._last = data = response.to_bytes()
+        self._last_status = status = response.status
+        return [Send(data, self.addr, status)]
 
     def _resend(self) -> list[Output]:
         if self._last is None:
             return []
         self._stats.retransmitted_responses += 1
-        return [self._last]
+        return [Send(self._last, self.addr, self._last_status)]
 
     def _terminate(self) -> None:
         self.state = TxState.TERMINATED

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.engine.records import CallRecord, CandidateRecord
 from gateway.sip.codec import parse_message, storable_text
+from gateway.store.records import CallUpdate
+from gateway.store.spool import decode, encode
 from gateway.web.validate import plain  # what Postgres stores as text
 
 
@@ -36,3 +39,18 @@ def test_any_header_bytes_become_storable_text(raw: bytes) -> None:
     stored = storable_text(text)
     assert plain(stored)
     assert (stored == text) == plain(text)  # storable text comes back unchanged
+
+
+@pytest.mark.parametrize("call_id", ["a84b4c76e66710@pc33", "caf\u00e9@x", "nul\x00@x",
+                                     "bytes\udcff@x"])
+def test_the_spool_line_of_a_sip_call_reads_back_as_written(call_id: str) -> None:
+    """orjson writes the spool line; text it refuses (a lone surrogate) goes through the
+    standard library's encoder instead. Either way one line, read back as it was."""
+    call = CallRecord(call_id, "acme", "Google Ads", "+14155550101", "+14155559999",
+                      "+18005550100", 1_700_000_000.25, "s_1", "v_1", 0.75,
+                      (CandidateRecord("s_1", "v_1", 0.75), CandidateRecord("s_2", "v_2", 0.25)),
+                      2)
+    mark = CallUpdate(call_id, 1_700_000_000.25, status="redirected", carrier="sip")
+    for record in (call, mark):
+        line = encode(record)
+        assert "\n" not in line and decode(line) == record
