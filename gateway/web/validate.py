@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from gateway.web.errors import ApiError
+
+T = TypeVar("T")
 
 JSON_TYPES = ("application/json", "")  # "" tolerates clients (sendBeacon, curl) that omit it
 # The deepest real document (an import: sites > sources > match > list) is 6 levels; the limit
@@ -69,21 +71,20 @@ async def read_body(request: web.Request) -> bytes:
         # All of it is buffered already (a small body comes with the headers), so nothing can
         # wait; arming a timer per request costs more than parsing the swap body.
         return await request.read()
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            return await request.read()
-    except TimeoutError:
-        raise ApiError(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s",
-                       field="body") from None
+    return await _within(request.read(), "body")
 
 
 async def read_form(request: web.Request) -> Any:
     """The posted form (`request.post()`), within BODY_TIMEOUT_S (else 408)."""
+    return await _within(request.post(), "form")
+
+
+async def _within(read: Awaitable[T], what: str) -> T:
     try:
         async with asyncio.timeout(BODY_TIMEOUT_S):
-            return await request.post()
+            return await read
     except TimeoutError:
-        raise ApiError(408, f"the form did not arrive within {BODY_TIMEOUT_S:g} s",
+        raise ApiError(408, f"the {what} did not arrive within {BODY_TIMEOUT_S:g} s",
                        field="body") from None
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from gateway.settings import Settings
+from gateway.web.keys import STATE
 from tests.conftest import DEMO_CONFIG, Gateway, start_gateway
 from tests.sip_e2e.conftest import peer_factory, sip_gateway  # noqa: F401 - shared fixtures
 
@@ -94,3 +95,14 @@ def status_of(raw: bytes) -> int:
     """The status code of the first response in `raw` (0 when there is none)."""
     head = raw.split(b"\r\n", 1)[0].split()
     return int(head[1]) if len(head) >= 2 and head[1].isdigit() else 0
+
+
+async def settle_writer(gw: Any, within_s: float) -> Any:
+    """Kick the gateway's writer and wait (bounded) until its queue is empty; the writer."""
+    writer = gw.app[STATE].writer
+    assert writer is not None
+    writer.kick()
+    deadline = time.monotonic() + within_s
+    while writer.depth and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll
+        await asyncio.sleep(0.02)
+    return writer

@@ -4,7 +4,6 @@ write-behind writer, bounded time for huge inputs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -15,9 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.engine import Engine, EngineError, InvalidInput
-from gateway.web.keys import STATE
 from tests.conftest import DEMO_CONFIG, Gateway
-from tests.resilience.conftest import exchange, properties, status_of
+from tests.resilience.conftest import exchange, properties, settle_writer, status_of
 
 SITE_NUMBERS = {"+14155550101", "+14155550102", "+18005550100"}  # pool and the site's own
 SWAP_STATUSES = {200, 400, 403, 404, 408, 413, 415, 422}  # as the OpenAPI document lists
@@ -60,12 +58,7 @@ BODIES = st.one_of(SWAP_DOC.map(lambda d: json.dumps(d).encode()), st.binary(max
 async def settled(gw: Gateway) -> None:
     """The writer flushed everything queued so far into Postgres and is still healthy: a
     record Postgres refuses would stay queued and block every later one."""
-    writer = gw.app[STATE].writer
-    assert writer is not None
-    writer.kick()
-    deadline = time.monotonic() + SETTLE_S
-    while writer.depth and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll
-        await asyncio.sleep(0.02)
+    writer = await settle_writer(gw, SETTLE_S)
     assert writer.depth == 0 and writer.healthy, "a stored record was refused by Postgres"
 
 

@@ -23,6 +23,7 @@ from gateway.store.spool import QUARANTINE_DIR, decode
 from gateway.web import validate
 from gateway.web.keys import SETTINGS, STATE
 from tests.conftest import DEMO_CONFIG, Gateway
+from tests.resilience.conftest import settle_writer
 from tests.sip_e2e.conftest import invite, sip_port
 from tests.web.test_swap import wait_for
 from tests.web.test_voice import post_call, signed
@@ -37,13 +38,7 @@ def _short_drain(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def settled(gw: Gateway) -> Any:
-    writer = gw.app[STATE].writer
-    assert writer is not None
-    writer.kick()
-    deadline = time.monotonic() + SETTLE_S
-    while writer.depth and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll
-        await asyncio.sleep(0.05)
-    return writer
+    return await settle_writer(gw, SETTLE_S)
 
 
 async def writer_ok(gw: Gateway) -> bool:
