@@ -166,11 +166,16 @@ class Follower:
         self.failures = 0
         self.absorbed = [0, 0, 0]  # sessions, events, calls
         self.last_ok = time.monotonic()
+        self.read_at = 0.0  # monotonic time the last applied read began
         self._lock = asyncio.Lock()
 
-    async def catch_up(self) -> None:
-        """Read and apply everything committed since the last read (one at a time)."""
+    async def catch_up(self, *, after: float | None = None) -> None:
+        """Read and apply everything committed since the last read (one at a time). With
+        `after` (a monotonic time), a read that began at or after it is enough: callers
+        waiting together share one read."""
         async with self._lock:
+            if after is not None and self.read_at >= after:
+                return
             started = time.monotonic()
             async with asyncio.timeout(QUERY_TIMEOUT_S), self.pool.acquire() as conn, \
                     conn.transaction(isolation="repeatable_read", readonly=True):
@@ -192,6 +197,7 @@ class Follower:
             for i, c in enumerate(counts):
                 self.absorbed[i] += c
             self.snapshot = snap
+            self.read_at = started
             self.last_ok = time.monotonic()
             self.lag_s = self.last_ok - started
 

@@ -38,6 +38,8 @@ async def readyz(request: web.Request) -> web.Response:
         # it cannot hand out numbers, and a load balancer should send visitors elsewhere.
         checks["leases"] = state.leases.ready
         body["cluster"] = state.leases.snapshot()
+        if state.lending is not None:  # its LISTEN connection is up: numbers can be lent
+            body["cluster"]["lending"] = state.lending.listening()
     ready = all(checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks, **body},

@@ -9,6 +9,7 @@ that sends `application/json` gets its preflight answered for any configured ori
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -135,14 +136,29 @@ async def event(request: web.Request) -> web.Response:
         follower = request.app[STATE].follower
         if follower is None:
             raise
-        # Scale-out: a session another process started less than a poll ago: read it now.
-        with contextlib.suppress(Exception):
-            await follower.catch_up()
-        engine.activity(session=session, kind=kind, at=time.time())
+        # Scale-out: a session another process started moments ago; it reaches Postgres
+        # within that process's flush interval. Read until it shows up, for a bounded time.
+        await _await_session(follower, engine, session, kind)
     request.app[STATE].writer.add(engine.drain())
     resp = web.Response(status=204)
     _cors(request, _all_origins(request), resp)
     return resp
+
+
+# Pauses between reads while an unknown session may still be on its way from another process:
+# about three flush intervals in all, then it is unknown.
+_CATCH_UP_PAUSES_S = (0.0, 0.1, 0.2, 0.3)
+
+
+async def _await_session(follower: Any, engine: Any, session: str, kind: str) -> None:
+    for pause in _CATCH_UP_PAUSES_S:
+        await asyncio.sleep(pause)
+        with contextlib.suppress(Exception):  # the database away: the session stays unknown
+            await follower.catch_up(after=time.monotonic())
+        with contextlib.suppress(UnknownSession):
+            engine.activity(session=session, kind=kind, at=time.time())
+            return
+    raise UnknownSession(session)
 
 
 def _all_origins(request: web.Request) -> frozenset[str]:

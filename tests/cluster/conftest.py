@@ -91,12 +91,14 @@ class Workers:
         raise AssertionError(f"timed out waiting for {what}")
 
     async def balanced(self, live: list[int], numbers: int = len(POOL)) -> bool:
-        """Every live worker ready, holding its whole share, and the shares cover the pool."""
+        """Every live worker ready, holding its whole share, listening for loans, and the
+        shares cover the pool."""
         states = [await self.readyz(i) for i in live]
         if any(s is None for s in states):
             return False
         shares = [s["cluster"] for s in states if s is not None]
-        return (all(c["owned"] == c["share"] and c["workers"] == len(live) for c in shares)
+        return (all(c["owned"] == c["share"] and c["workers"] == len(live) and c["lending"]
+                    for c in shares)
                 and sum(c["owned"] for c in shares) == numbers)
 
     def kill(self, i: int) -> None:
