@@ -141,7 +141,8 @@ async def _cluster(app: web.Application) -> AsyncIterator[None]:
                                  engine=lambda: state.engine, flush=writer.flush,
                                  follower=state.follower)
     state.leases = leases
-    lending = cluster.Lending(state.pool, state.db_url, leases, lambda: state.engine)
+    lending = cluster.Lending(state.pool, state.db_url, leases, lambda: state.engine,
+                              wait_s=settings.lend_wait_s)
     await lending.start()
     leases.after_tick = lending.ensure
     state.lending = lending

@@ -27,6 +27,7 @@ SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM (k8s d
 HTTP_IDLE_TIMEOUT_S = 75.0
 LEASE_TTL_S = 10.0  # scale-out: a dead process's numbers go to the others this long after
 CLUSTER_POLL_S = 0.2  # scale-out: how often a process reads what the others wrote
+LEND_WAIT_S = 0.15  # scale-out: the longest a swap waits for another process to lend a number
 
 
 class SettingsError(Exception):
@@ -66,6 +67,7 @@ class Settings:
     cluster: bool = False  # several processes share the database (leases, following)
     lease_ttl_s: float = LEASE_TTL_S
     cluster_poll_s: float = CLUSTER_POLL_S
+    lend_wait_s: float = LEND_WAIT_S
     worker_index: int | None = None  # set by `serve --workers N` for each worker
     reuse_port: bool = False  # share the HTTP and SIP ports with sibling workers
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -178,6 +180,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         cluster=_choice(env, "DNI_CLUSTER", "off", ("on", "off")) == "on",
         lease_ttl_s=_float(env, "DNI_LEASE_TTL", LEASE_TTL_S, 3.0, 600.0),
         cluster_poll_s=_float(env, "DNI_CLUSTER_POLL", CLUSTER_POLL_S, 0.01, 10.0),
+        lend_wait_s=_float(env, "DNI_LEND_WAIT", LEND_WAIT_S, 0.01, 5.0),
         worker_index=(None if not env.get("DNI_WORKER_INDEX")
                       else _int(env, "DNI_WORKER_INDEX", 0, 0, 1023)),
         reuse_port=_choice(env, "DNI_REUSE_PORT", "off", ("on", "off")) == "on",

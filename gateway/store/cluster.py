@@ -123,7 +123,6 @@ WITH moved AS (
 SELECT count(*) FROM (SELECT pg_notify('dni_leases', $5) FROM moved) AS told
 """
 
-BORROW_TIMEOUT_S = 0.15  # a swap waits at most this long for another process to lend a number
 FULL_BACKOFF_S = 1.0  # after nobody could lend one, the source shares locally this long
 
 LEAVE_SQL = ("UPDATE number_leases SET owner = NULL, expires_at = now() WHERE owner = $1",
@@ -382,16 +381,17 @@ class Lending:
     (`borrow`): a NOTIFY on channel `dni_leases`; every other process answers at once, and one
     with a free number of that pool gives up its longest-free one (`Engine.lend`) and moves the
     lease row to the asker in the same statement that notifies it. The asker waits at most
-    BORROW_TIMEOUT_S; when nobody lends, the pool is full everywhere and it shares locally, and
-    does not ask again for that pool for FULL_BACKOFF_S. A process that owns no number of a
-    full pool (it lent them all) asks again for one to share: a process holding two or more
-    gives its idle-longest. A borrowed number is renewed by the borrower while a session holds
-    it, then released, and its lender takes it back.
+    `wait_s` (DNI_LEND_WAIT); when nobody lends, the pool is full everywhere and it shares
+    locally, and does not ask again for that pool for FULL_BACKOFF_S. A process that owns no
+    number of a full pool (it lent them all) asks again for one to share: a process holding two
+    or more gives its idle-longest. A borrowed number is renewed by the borrower while a
+    session holds it, then released, and its lender takes it back.
     """
 
     def __init__(self, pool: asyncpg.Pool, url: str, keeper: LeaseKeeper,
-                 engine: Callable[[], Engine | None]) -> None:
+                 engine: Callable[[], Engine | None], *, wait_s: float) -> None:
         self.pool = pool
+        self.wait_s = wait_s
         self.url = url  # LISTEN needs a connection of its own, outside the pool
         self.keeper = keeper
         self.me = keeper.me
@@ -466,7 +466,7 @@ class Lending:
             await self.pool.execute(NOTIFY_SQL, json.dumps(
                 {"op": "ask", "from": self.me, "id": request, "site": site, "source": source,
                  "free": free}))
-            number = await asyncio.wait_for(answer, BORROW_TIMEOUT_S)
+            number = await asyncio.wait_for(answer, self.wait_s)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             number = None
         finally:

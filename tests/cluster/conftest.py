@@ -57,7 +57,9 @@ class Workers:
                     DNI_DATA_DIR=str(self.tmp / f"w{i}"), DNI_LEASE_TTL=str(LEASE_TTL_S),
                     DNI_FLUSH_INTERVAL="0.05", DNI_CLUSTER_POLL="0.1", DNI_SWAP_RATE="1000000",
                     DNI_LOG_LEVEL="warning", DNI_PUBLIC_URL="http://gateway.test",
-                    DNI_TWILIO_AUTH_TOKEN="twilio-token-1", DNI_SHUTDOWN_GRACE="1", **extra)
+                    DNI_TWILIO_AUTH_TOKEN="twilio-token-1", DNI_SHUTDOWN_GRACE="1",
+                    # The lending protocol, not this busy machine's latency, is under test.
+                    DNI_LEND_WAIT="2", **extra)
 
     def start(self, i: int) -> None:
         self.ports.setdefault(i, free_port("127.0.0.1", socket.SOCK_STREAM))
