@@ -31,6 +31,10 @@ class Timeline:
     holders_at_last_activity: int = 1  # sessions holding the number when this one was last active
     caller_matches: int = 0  # earlier calls from this caller ID attached to this visitor
     visitor_sessions: int = 1  # sessions this visitor has had on the site (returning > 1)
+    # The likelihood the most confident of those earlier calls gave this visitor (their
+    # attribution was right that often); read only when caller_matches > 0. 1.0: certain (a
+    # match whose confidence is not known counts as certain).
+    caller_likelihood: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +79,11 @@ class TimelineColumns(Sequence[Timeline]):
     on cache misses, not arithmetic; contiguous arrays kept current by the caller do not.
 
     Only the fields the model reads are columns. Optional times hold NaN for None (times are
-    finite); booleans are 0/1. `evidence` must be nonzero for a candidate with a click_to_call,
+    finite); booleans are 0/1; `caller_likelihood` entries are read only where
+    `caller_matches` is nonzero. `evidence` must be nonzero for a candidate with a click_to_call,
     a hidden time, the shared flag or `visitor_sessions > 1` (it may be nonzero for others: it
     only lets the model skip tests that cannot apply). `row(i)` also needs the fields the model
-    does not read (ids, `assigned_at`, `live`, `holders_at_last_activity`): a subclass provides
+    does not read (ids, `live`, `holders_at_last_activity`): a subclass provides
     them, and `TimelineColumns.of(timelines)` builds columns from ready `Timeline`s.
 
     A caller that scores the same candidates again and again (one tracking number) may pass
@@ -86,16 +91,19 @@ class TimelineColumns(Sequence[Timeline]):
     weighing every candidate anew, with identical results.
     """
 
-    __slots__ = ("caller_matches", "evidence", "hidden_at", "last_activity", "last_click_to_call",
-                 "memo", "mobile", "pageviews", "shared", "visitor_sessions")
+    __slots__ = ("assigned_at", "caller_likelihood", "caller_matches", "evidence", "hidden_at",
+                 "last_activity", "last_click_to_call", "memo", "mobile", "pageviews", "shared",
+                 "visitor_sessions")
 
-    def __init__(self, *, last_activity: Sequence[float], last_click_to_call: Sequence[float],
-                 hidden_at: Sequence[float], mobile: Sequence[int], shared: Sequence[int],
-                 pageviews: Sequence[int], caller_matches: Sequence[int],
+    def __init__(self, *, assigned_at: Sequence[float], last_activity: Sequence[float],
+                 last_click_to_call: Sequence[float], hidden_at: Sequence[float],
+                 mobile: Sequence[int], shared: Sequence[int], pageviews: Sequence[int],
+                 caller_matches: Sequence[int], caller_likelihood: Sequence[float],
                  visitor_sessions: Sequence[int], evidence: Sequence[int],
                  memo: Memo | None = None) -> None:
         self.memo = memo
         self.evidence = evidence
+        self.assigned_at = assigned_at
         self.last_activity = last_activity
         self.last_click_to_call = last_click_to_call
         self.hidden_at = hidden_at
@@ -103,6 +111,7 @@ class TimelineColumns(Sequence[Timeline]):
         self.shared = shared
         self.pageviews = pageviews
         self.caller_matches = caller_matches
+        self.caller_likelihood = caller_likelihood
         self.visitor_sessions = visitor_sessions
 
     @classmethod
@@ -145,12 +154,14 @@ class _Rows(TimelineColumns):
     def __init__(self, timelines: Sequence[Timeline]) -> None:
         rows = list(timelines)
         super().__init__(
+            assigned_at=[t.assigned_at for t in rows],
             last_activity=[t.last_activity for t in rows],
             last_click_to_call=[_optional(t.last_click_to_call) for t in rows],
             hidden_at=[_optional(t.hidden_at) for t in rows],
             mobile=[int(t.mobile) for t in rows], shared=[int(t.shared) for t in rows],
             pageviews=[t.pageviews for t in rows],
             caller_matches=[t.caller_matches for t in rows],
+            caller_likelihood=[t.caller_likelihood for t in rows],
             visitor_sessions=[t.visitor_sessions for t in rows],
             evidence=[int(t.last_click_to_call is not None or t.hidden_at is not None
                           or t.shared or t.visitor_sessions > 1) for t in rows],

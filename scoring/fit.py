@@ -2,7 +2,8 @@
 
 Procedure (`python -m scoring.fit`, later `dni-gateway simulate --fit`):
 1. simulate every named scenario with the FIT seed (never the evaluation seed of the reports
-   and tests) at a few pool sizes, replaying the traffic through the real engine;
+   and tests) at every reported pool size and an unlimited pool, replaying the traffic
+   through the real engine;
 2. record, for each call, exactly the (CallContext, Timelines) the engine handed to `score`, and
    which candidate was the true caller (or none);
 3. maximise the conditional-logit log likelihood (Newton steps with backtracking) with a
@@ -11,6 +12,12 @@ Procedure (`python -m scoring.fit`, later `dni-gateway simulate --fit`):
    held-out check: accuracy, ECE and Brier on the evaluation seed.
 Maximum likelihood over the same model that scores live calls is what calibrates it: the
 fitted weights are log hazards, so the posterior they give is the frequency the data showed.
+Calibrated on the mixture, that is: the pool sizes matter (the "none of them" exposure and the
+sharing weigh differently in a crowded pool), so all are in it, and so are all scenarios. What
+no fixed model can learn is a site's own mix of call delays: where far more calls come hours
+after the visit than in the mixture (the late-callers scenario), a candidate who left minutes
+ago is less often the caller than the mixture says, and the likelihoods there are
+over-confident; where calls come sooner (desktop-short), under-confident.
 
 Candidates are summarised per call as counts of identical (recency bucket, evidence flags,
 pageviews) rows, so the fit costs the number of distinct rows, not of candidates.
@@ -34,9 +41,11 @@ from scoring.traffic import SCENARIOS, generate, scenario
 FIT_SEED = 101  # fit on this seed; reports and tests evaluate on seed 1 (held out)
 EVAL_SEED = 1
 FIT_DAYS = 21
-FIT_RATIOS = (10, 20, 60)  # crowded and roomy pools both, so "shared" and recency separate
+FIT_RATIOS: tuple[int | None, ...] = (10, 20, 40, 60, 100, None)  # every reported pool size
+# and an unlimited one (None): the "none of them" exposure is calibrated from 1 to thousands of
+# candidates, and "shared" separates from recency
 SMOOTH = 2.0  # penalty on second differences of the recency log hazard (per knot)
-MONOTONE = 200.0  # penalty on any rise of the recency hazard after the first knot: older is
+MONOTONE = 2000.0  # penalty on any rise of the recency hazard after the first knot: older is
 # never likelier, other things equal (a prior, and what the tests check)
 RIDGE = 0.05  # light ridge on evidence factors: flags that never fire stay near zero
 MAX_STEPS = 40
@@ -63,18 +72,27 @@ class Design:
         self.k = len(self.knots_s)
         self.flag0 = self.k
         self.pv = self.k + len(m.FLAGS)
-        self.none0 = self.pv + 1
+        self.caller = self.pv + 1  # the caller_match log-odds slope
+        self.elapsed = self.pv + 2  # the live session's elapsed log slope
+        self.none0 = self.pv + 3
         self.size = self.none0 + len(m.NONE_FEATURES)
         self._hats = [
             tuple(m.hat_weights(self.knots_s, b)) for b in range(m.N_BUCKETS)
         ]
 
-    def row(self, bucket: int, bits: int, pageviews: int) -> Features:
+    def row(self, bucket: int, bits: int, pageviews: int, caller_log_odds: float = 0.0,
+            elapsed: float = 0.0) -> Features:
+        """A candidate's covariates: `caller_log_odds` counts only with the caller_match bit,
+        `elapsed` is `model.elapsed_value` (0 unless live)."""
         x = list(self._hats[bucket])
         x += [(self.flag0 + i, 1.0) for i in range(len(m.FLAGS)) if bits >> i & 1]
         value = m.pageview_value(pageviews)
         if value:
             x.append((self.pv, value))
+        if bits >> m.FLAG_CALLER_MATCH & 1 and caller_log_odds:
+            x.append((self.caller, caller_log_odds))
+        if elapsed:
+            x.append((self.elapsed, elapsed))
         return tuple(x)
 
     def none(self, ctx: CallContext, candidates: int) -> Features:
@@ -83,10 +101,14 @@ class Design:
 
     def summarise(self, sample: FitSample) -> CallRows:
         """Group the candidates; the true caller's sessions form rows of their own."""
-        counts: dict[tuple[bool, int, int, int], int] = {}
+        ctx = sample.ctx
+        counts: dict[tuple[bool, int, int, int, float, float], int] = {}
         for t in sample.timelines:
-            key = (t.visitor == sample.truth, m.bucket(sample.ctx.at - t.last_activity),
-                   m.flag_bits(sample.ctx, t), min(max(t.pageviews, 1), m.PAGEVIEWS_CAP))
+            bits = m.flag_bits(ctx, t)
+            odds = (m.caller_log_odds(t.caller_likelihood)
+                    if bits >> m.FLAG_CALLER_MATCH & 1 else 0.0)
+            key = (t.visitor == sample.truth, m.bucket(ctx.at - t.last_activity), bits,
+                   min(max(t.pageviews, 1), m.PAGEVIEWS_CAP), odds, m.elapsed_value(ctx, t))
             counts[key] = counts.get(key, 0) + 1
         keys = list(counts)
         rows = [(self.row(*k[1:]), counts[k]) for k in keys]
@@ -97,18 +119,19 @@ class Design:
         return m.Params(
             knots_s=self.knots_s, recency=tuple(theta[: self.k]),
             flags=tuple(theta[self.flag0 : self.pv]), pageviews=theta[self.pv],
-            none=tuple(theta[self.none0 :]), note=note,
+            none=tuple(theta[self.none0 :]), caller_slope=theta[self.caller],
+            live_elapsed=theta[self.elapsed], note=note,
         )
 
     def theta(self, p: m.Params) -> list[float]:
-        return [*p.recency, *p.flags, p.pageviews, *p.none]
+        return [*p.recency, *p.flags, p.pageviews, p.caller_slope, p.live_elapsed, *p.none]
 
 
 # ---- data -----------------------------------------------------------------------------------
 
 
 def collect(
-    design: Design, names: Sequence[str], days: int, seed: int, ratios: Sequence[int], *,
+    design: Design, names: Sequence[str], days: int, seed: int, ratios: Sequence[int | None], *,
     engine_factory: EngineFactory | None = None, progress: Callable[[str], None] | None = None,
 ) -> list[CallRows]:
     """Replay each scenario at each pool size and summarise every scored call."""
@@ -117,7 +140,7 @@ def collect(
         traffic = generate(scenario(name), days, seed)
         for ratio in ratios:
             if progress:
-                progress(f"collect {name} 1/{ratio}: {len(data)} calls so far")
+                progress(f"collect {name} {_pool(ratio)}: {len(data)} calls so far")
 
             def keep(sample: FitSample) -> None:
                 data.append(design.summarise(sample))
@@ -268,7 +291,7 @@ def newton(
 
 def fit(
     names: Sequence[str] = tuple(SCENARIOS), days: int = FIT_DAYS, seed: int = FIT_SEED, *,
-    ratios: Sequence[int] = FIT_RATIOS, start: m.Params | None = None,
+    ratios: Sequence[int | None] = FIT_RATIOS, start: m.Params | None = None,
     engine_factory: EngineFactory | None = None, progress: Callable[[str], None] | None = None,
 ) -> m.Params:
     """Fitted parameters on simulated traffic of `names` with `seed`."""
@@ -278,8 +301,25 @@ def fit(
                    progress=progress)
     theta = newton(design, data, design.theta(start), progress)
     note = (f"fitted by scoring.fit on scenarios {', '.join(names)}; {days} days, seed {seed}, "
-            f"pools 1/{', 1/'.join(map(str, ratios))}; {len(data)} calls")
+            f"pools {', '.join(map(_pool, ratios))}; {len(data)} calls")
     return design.params(theta, note)
+
+
+def _pool(ratio: int | None) -> str:
+    return "unlimited" if ratio is None else f"1/{ratio}"
+
+
+def _ratio(text: str) -> int | None:
+    """A --ratio argument: daily visitors per number, or "unlimited"."""
+    if text == "unlimited":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number or 'unlimited'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1 daily visitor per number")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     ap.add_argument("--days", type=int, default=FIT_DAYS)
     ap.add_argument("--seed", type=int, default=FIT_SEED)
-    ap.add_argument("--ratio", type=int, action="append")
+    ap.add_argument("--ratio", type=_ratio, action="append",
+                    help="daily visitors per number, or 'unlimited' (repeatable; default: "
+                    "10 20 40 60 100 unlimited)")
     ap.add_argument("--out", default=str(Path(m.__file__).with_name(m.PARAMS_FILE)))
     ap.add_argument("--check-days", type=int, default=14, help="held-out check length (0: skip)")
     args = ap.parse_args(argv)

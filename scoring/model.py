@@ -11,15 +11,21 @@ session gets a weight = its hazard of calling *now*, the product of
   "just left", "within the hour", "hours to days");
 - evidence factors: a click_to_call seconds before the call (or earlier in the visit), a tab
   hidden seconds before (the dialer taking over a phone's screen), a live mobile session with
-  neither (mobile callers almost always tap or switch away), the number shared with another
-  session, the caller ID's history with this visitor (or with someone else), a returning visitor
-  (and live right now), and pages viewed (engagement).
+  neither (mobile callers almost always tap or switch away), a live desktop session (no dialer
+  hides its tab), how long a live visit has lasted (a call during a visit falls anywhere in
+  it, so a long visit is less likely to be calling in any one second), the number shared with
+  another session, the caller ID's history with this visitor weighed by how sure that earlier
+  attribution was (a power of its odds: a repeat call inherits the doubt of the first) or with
+  someone else, a returning visitor (and live right now), and pages viewed (engagement).
 "None of these" gets the rate of calls from people never shown the number (noise), which grows
 with the number's exposure (a power of the candidate count: people pass on numbers they saw),
 changed when the caller has called before without matching any candidate or withholds the ID.
 Normalising the weights gives the posterior over candidates. Parameters live in `params.json`
 (versioned; weights are log hazards relative to the noise base) and are fitted by maximum
-likelihood on simulated calls (`python -m scoring.fit`), which also makes them calibrated.
+likelihood on simulated calls of every scenario and pool size (`python -m scoring.fit`), which
+also makes them calibrated on that mixture. A site whose call delays lie outside the mixture
+(far more calls hours after the visit, say) is not: a fixed model cannot know the delays of a
+site it has never seen (see fit.py).
 
 `score` is the hot path (engine.call with 1,000 candidates in well under 1 ms): lookups in
 precomputed tables, one `math.log1p` per candidate, no allocation besides the result. Given
@@ -44,7 +50,7 @@ from typing import Any
 from scoring.features import CallContext, Memo, Timeline, TimelineColumns
 
 PARAMS_FILE = "params.json"
-PARAMS_VERSION = 1  # bump when the meaning of a parameter changes
+PARAMS_VERSION = 2  # bump when the meaning of a parameter changes (2: caller odds, elapsed)
 
 STEPS_PER_E = 16  # recency table resolution: 16 buckets per e-fold of (1 + gap)
 MAX_GAP_S = 60 * 86_400.0  # the table ends past the 30-day match window; later gaps use its end
@@ -53,6 +59,9 @@ C2C_RECENT_S = 30.0  # a tel: tap rings the gateway within seconds (traffic-mode
 C2C_EARLIER_S = 1800.0  # a tap earlier in the visit, within the engine's 30-min idle timeout
 HIDDEN_RECENT_S = 30.0  # the dialer hides the tab seconds before the call
 PAGEVIEWS_CAP = 30  # engagement saturates; also bounds the pageview table
+# An earlier attribution's likelihood enters as log odds, clipped to [0.001, 0.999]: odds of 0
+# or 1 are infinite, and the fit's calls cannot tell a likelihood of 0.999 from a surer one.
+CALLER_LIKELIHOOD_CLIP = 1e-3
 
 # Evidence flags, in bit order (the fit and the tests use the same order).
 FLAGS = (
@@ -61,13 +70,17 @@ FLAGS = (
     "hidden_recent",  # tab hidden within HIDDEN_RECENT_S before the call
     "hidden_earlier",  # tab hidden after its last activity, longer ago
     "mobile_live_quiet",  # live mobile session with no recent tap and no recent hide
+    "desktop_live",  # live desktop session (its callers leave no tap or hide to see)
     "shared",  # another session held the number while this one did
-    "caller_match",  # earlier calls from this caller ID were attached to this visitor
+    "caller_match",  # earlier calls from this caller ID were attached to this visitor (times
+    # a power of the odds of the surest of them: `Params.caller_slope`)
     "caller_other",  # this caller ID called before, attached to somebody else
     "returning",  # the visitor has had earlier sessions on the site
     "returning_live",  # ... and this session is live now
 )
 NONE_FEATURES = ("base", "caller_seen_before", "withheld", "log_candidates")
+FLAG_CALLER_MATCH = FLAGS.index("caller_match")
+FLAG_CALLER_OTHER = FLAGS.index("caller_other")
 
 
 class ParamsError(ValueError):
@@ -89,6 +102,8 @@ class Params:
     flags: tuple[float, ...]  # log factor per FLAGS entry
     pageviews: float  # log factor per unit of log(pageviews)
     none: tuple[float, ...]  # log weight terms per NONE_FEATURES entry
+    caller_slope: float  # caller_match: log factor per unit of log odds of the earlier match
+    live_elapsed: float  # live session: log factor per unit of log(1 + seconds of visit so far)
     version: int = PARAMS_VERSION
     note: str = ""
 
@@ -98,6 +113,8 @@ class Params:
             "note": self.note,
             "recency": {"knots_s": list(self.knots_s), "log_hazard": list(self.recency)},
             "flags": dict(zip(FLAGS, self.flags, strict=True)),
+            "caller_match_log_odds_slope": self.caller_slope,
+            "live_elapsed_log_slope": self.live_elapsed,
             "pageviews_log_slope": self.pageviews,
             "none": dict(zip(NONE_FEATURES, self.none, strict=True)),
         }
@@ -112,11 +129,14 @@ class Params:
             flags = tuple(float(data["flags"][f]) for f in FLAGS)
             none = tuple(float(data["none"][f]) for f in NONE_FEATURES)
             pageviews = float(data["pageviews_log_slope"])
+            caller_slope = float(data["caller_match_log_odds_slope"])
+            live_elapsed = float(data["live_elapsed_log_slope"])
         except (KeyError, TypeError) as exc:
             raise ParamsError(f"params file lacks or mangles {exc}") from exc
         if len(knots) != len(recency) or len(knots) < 2 or list(knots) != sorted(knots):
             raise ParamsError("recency knots_s must be increasing and match log_hazard")
-        return cls(knots, recency, flags, pageviews, none, PARAMS_VERSION, data.get("note", ""))
+        return cls(knots, recency, flags, pageviews, none, caller_slope, live_elapsed,
+                   PARAMS_VERSION, data.get("note", ""))
 
 
 # ---- feature extraction (readable reference; the fit uses it, `score` inlines it) -------------
@@ -144,6 +164,7 @@ def flag_bits(ctx: CallContext, t: Timeline) -> int:
         hidden_recent,
         hid is not None and hid > HIDDEN_RECENT_S,
         t.mobile and live and not (c2c_recent or hidden_recent),
+        not t.mobile and live,
         t.shared,
         t.caller_matches > 0,
         ctx.caller_seen_before and t.caller_matches == 0,
@@ -151,6 +172,20 @@ def flag_bits(ctx: CallContext, t: Timeline) -> int:
         t.visitor_sessions > 1 and live,
     )
     return sum(1 << i for i, flag in enumerate(on) if flag)
+
+
+def caller_log_odds(likelihood: float) -> float:
+    """The caller_match covariate: log odds of the earlier attribution's likelihood, clipped."""
+    q = min(max(likelihood, CALLER_LIKELIHOOD_CLIP), 1.0 - CALLER_LIKELIHOOD_CLIP)
+    return math.log(q / (1.0 - q))
+
+
+def elapsed_value(ctx: CallContext, t: Timeline) -> float:
+    """The live_elapsed covariate: log(1 + seconds from assignment to the last activity) of a
+    live session, at the recency table's resolution (0 for a session that is not live)."""
+    if ctx.at - t.last_activity > LIVE_S:
+        return 0.0
+    return bucket_z(bucket(t.last_activity - t.assigned_at))
 
 
 def pageview_value(pageviews: int) -> float:
@@ -196,6 +231,8 @@ class Model:
     recency: tuple[float, ...]  # hazard per bucket
     flags: tuple[float, ...]  # factor per flag
     pageviews: tuple[float, ...]  # factor per pageview count 0..PAGEVIEWS_CAP
+    elapsed: tuple[float, ...]  # live session's factor per bucket of its visit's length so far
+    caller_slope: float
     none_base: float
     none_seen: float
     none_withheld: float
@@ -210,11 +247,17 @@ class Model:
         pv = tuple(
             math.exp(params.pageviews * pageview_value(n)) for n in range(PAGEVIEWS_CAP + 1)
         )
+        elapsed = tuple(math.exp(params.live_elapsed * bucket_z(i)) for i in range(N_BUCKETS))
         base, seen, withheld, exposure = params.none
         return cls(
-            params, tuple(recency), tuple(math.exp(f) for f in params.flags), pv,
-            math.exp(base), math.exp(seen), math.exp(withheld), exposure,
+            params, tuple(recency), tuple(math.exp(f) for f in params.flags), pv, elapsed,
+            params.caller_slope, math.exp(base), math.exp(seen), math.exp(withheld), exposure,
         )
+
+    def caller_factor(self, likelihood: float) -> float:
+        """The factor of a candidate whose visitor earlier calls from this caller matched."""
+        return self.flags[FLAG_CALLER_MATCH] * math.exp(
+            self.caller_slope * caller_log_odds(likelihood))
 
 
 def load_params(text: str | None = None) -> Params:
@@ -243,7 +286,7 @@ def use(params: Params) -> Iterator[Model]:
         _current = previous
 
 
-def score(  # noqa: PLR0912 - the hot loop is inlined on purpose (module docstring)
+def score(  # noqa: PLR0912, PLR0915 - the hot loop is inlined on purpose (module docstring)
     ctx: CallContext, timelines: Sequence[Timeline], *, model: Model | None = None
 ) -> Scores:
     """Likelihood of each candidate session, and of none of them, for the call in `ctx`."""
@@ -252,8 +295,9 @@ def score(  # noqa: PLR0912 - the hot loop is inlined on purpose (module docstri
         return _score_columns(ctx, timelines, m)
     at = ctx.at
     recency = m.recency
+    elapsed = m.elapsed
     top = N_BUCKETS - 1
-    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_shared, f_match, f_other, f_ret,
+    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_desk, f_shared, _, f_other, f_ret,
      f_ret_live) = m.flags
     f_nomatch = f_other if ctx.caller_seen_before else 1.0
     pv_table = m.pageviews
@@ -285,15 +329,20 @@ def score(  # noqa: PLR0912 - the hot loop is inlined on purpose (module docstri
             else:
                 w *= f_hid_old
         if gap <= LIVE_S:
-            if t.mobile and not recent:
+            if not t.mobile:
+                w *= f_desk
+            elif not recent:
                 w *= f_quiet
+            e = t.last_activity - t.assigned_at
+            k = int(log1p(e) * STEPS_PER_E) if e > 0.0 else 0
+            w *= elapsed[k if k < top else top]
             if t.visitor_sessions > 1:
                 w *= f_ret * f_ret_live
         elif t.visitor_sessions > 1:
             w *= f_ret
         if t.shared:
             w *= f_shared
-        w *= f_match if t.caller_matches else f_nomatch
+        w *= m.caller_factor(t.caller_likelihood) if t.caller_matches else f_nomatch
         pv = t.pageviews
         w *= pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1]
         append(w)
@@ -301,9 +350,12 @@ def score(  # noqa: PLR0912 - the hot loop is inlined on purpose (module docstri
     return _normalised(ctx, m, weights, total)
 
 
-# The model's columns in the order `_weigh` takes them.
-_COLUMNS = ("last_activity", "evidence", "mobile", "caller_matches", "pageviews",
-            "last_click_to_call", "hidden_at", "shared", "visitor_sessions")
+# The model's columns in the order `_weigh` takes them: the candidates' own, then the two that
+# depend on the caller (`_CALLER` of them, at the end).
+_COLUMNS = ("last_activity", "evidence", "mobile", "pageviews", "last_click_to_call",
+            "hidden_at", "shared", "visitor_sessions", "assigned_at", "caller_matches",
+            "caller_likelihood")
+_CALLER = 2
 # Remembered weights (a `Memo`) hold until the recency bucket can change. A bucket's end in
 # seconds of gap, shortened by a relative and an absolute margin far larger than the rounding
 # of `log1p` and of epoch times below MEMO_TIME_LIMIT (where a float's step is under 1e-6 s), so
@@ -318,7 +370,7 @@ _ALWAYS, _NEVER = float("inf"), float("-inf")
 
 def _score_columns(ctx: CallContext, columns: TimelineColumns, m: Model) -> Scores:
     """`score` over columns, with the same floats in the same order (NaN is None)."""
-    f_nomatch = m.flags[FLAGS.index("caller_other")] if ctx.caller_seen_before else 1.0
+    f_nomatch = m.flags[FLAG_CALLER_OTHER] if ctx.caller_seen_before else 1.0
     memo = columns.memo
     if memo is None or not 0.0 <= ctx.at < MEMO_TIME_LIMIT:
         weights = _weigh(ctx, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS])[0]
@@ -333,14 +385,14 @@ def _remembered(ctx: CallContext, m: Model, f_nomatch: float, columns: TimelineC
 
     A candidate's weight is its base (recency and evidence) times the caller factor times the
     pageviews factor. A remembered base is reused when the model and every column but the
-    caller matches are the same byte for byte, time has not gone back, and the call comes
+    caller's two are the same byte for byte, time has not gone back, and the call comes
     before the base's horizon: the end of its recency bucket for a candidate with no evidence
-    flag and not live on a mobile (time moves its base through the bucket alone), never
-    otherwise. Remembered weights are reused when the caller factors are the same too. So the
-    floats are exactly those `_weigh` would compute now."""
+    flag and not live (time moves its base through the bucket alone), never otherwise.
+    Remembered weights are reused when the caller factors are the same too. So the floats are
+    exactly those `_weigh` would compute now."""
     cols = [getattr(columns, c) for c in _COLUMNS]
-    candidates = (m, _snapshot(cols[:3] + cols[4:]))  # all but the caller matches
-    caller = (f_nomatch, _snapshot(cols[3:4]))
+    candidates = (m, _snapshot(cols[:-_CALLER]))
+    caller = (f_nomatch, _snapshot(cols[-_CALLER:]))
     stale: list[int] | None = None
     if memo.key == candidates and ctx.at >= memo.at and 4 * memo.volatile <= len(memo.bases):
         stale = [i for i, h in enumerate(memo.horizons) if h <= ctx.at] if (
@@ -357,20 +409,21 @@ def _remembered(ctx: CallContext, m: Model, f_nomatch: float, columns: TimelineC
             memo.weights[i], memo.bases[i], memo.horizons[i] = w, b, h
         memo.volatile = memo.horizons.count(_NEVER)
         if memo.caller != caller:
-            memo.weights = _finish(m, f_nomatch, memo.bases, cols[3], cols[4])
+            memo.weights = _finish(m, f_nomatch, memo.bases, cols[-_CALLER:], cols[3])
     memo.key, memo.caller, memo.at = candidates, caller, ctx.at
     memo.low = min(memo.horizons, default=_ALWAYS)
     return memo.weights
 
 
-def _finish(m: Model, f_nomatch: float, bases: list[float], matches: Sequence[int],
+def _finish(m: Model, f_nomatch: float, bases: list[float], caller: list[Sequence[Any]],
             pageviews: Sequence[int]) -> list[float]:
-    """Weights from bases: times the caller factor, then the pageviews factor (as `_weigh`)."""
-    f_match = m.flags[FLAGS.index("caller_match")]
+    """Weights from bases: times the caller factor, then the pageviews factor (as `_weigh`);
+    `caller`: the caller_matches and caller_likelihood columns."""
+    matches, likelihoods = caller
     pv_table = m.pageviews
-    return [b * (f_match if mt else f_nomatch)
+    return [b * (m.caller_factor(q) if mt else f_nomatch)
             * (pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1])
-            for b, mt, pv in zip(bases, matches, pageviews, strict=True)]
+            for b, mt, q, pv in zip(bases, matches, likelihoods, pageviews, strict=True)]
 
 
 def _snapshot(parts: list[Sequence[Any]]) -> tuple[Any, ...]:
@@ -387,13 +440,15 @@ def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
     `_remembered`). A candidate without an `evidence` flag skips tests that cannot apply."""
     at = ctx.at
     recency = m.recency
+    elapsed = m.elapsed
     top = N_BUCKETS - 1
     ends = _BUCKET_ENDS
-    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_shared, f_match, _, f_ret,
+    (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_desk, f_shared, _, _, f_ret,
      f_ret_live) = m.flags
     pv_table = m.pageviews
     log1p = math.log1p
-    lasts, evidences, mobiles, matcheses, pvs, c2cs, hiddens, shareds, sessionss = columns
+    (lasts, evidences, mobiles, pvs, c2cs, hiddens, shareds, sessionss, assigneds, matcheses,
+     likelihoods) = columns
     weights: list[float] = []
     bases: list[float] = []
     horizons: list[float] = []
@@ -432,20 +487,28 @@ def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
                     w *= f_hid_old
             sessions = sessionss[i]
             if gap <= LIVE_S:
-                if mobile and not recent:
+                if not mobile:
+                    w *= f_desk
+                elif not recent:
                     w *= f_quiet
+                e = last - assigneds[i]
+                k = int(log1p(e) * STEPS_PER_E) if e > 0.0 else 0
+                w *= elapsed[k if k < top else top]
                 if sessions > 1:
                     w *= f_ret * f_ret_live
             elif sessions > 1:
                 w *= f_ret
             if shareds[i]:
                 w *= f_shared
-        elif mobile and gap <= LIVE_S:
-            w *= f_quiet
+        elif gap <= LIVE_S:
+            w *= f_quiet if mobile else f_desk
+            e = last - assigneds[i]
+            k = int(log1p(e) * STEPS_PER_E) if e > 0.0 else 0
+            w *= elapsed[k if k < top else top]
             h = _NEVER
         bases.append(w)
         horizons.append(h)
-        w *= f_match if matches else f_nomatch
+        w *= m.caller_factor(likelihoods[i]) if matches else f_nomatch
         w *= pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1]
         weights.append(w)
     return weights, bases, horizons
@@ -471,6 +534,9 @@ def log_weight_reference(params: Params, ctx: CallContext, t: Timeline) -> float
         ctx.at - t.last_activity)))
     bits = flag_bits(ctx, t)
     log_w += sum(v for i, v in enumerate(params.flags) if bits >> i & 1)
+    if bits >> FLAG_CALLER_MATCH & 1:
+        log_w += params.caller_slope * caller_log_odds(t.caller_likelihood)
+    log_w += params.live_elapsed * elapsed_value(ctx, t)
     return log_w + params.pageviews * pageview_value(t.pageviews)
 
 

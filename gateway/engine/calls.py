@@ -202,7 +202,7 @@ def rank(slot: NumberSlot, ctx: CallContext,
     sum, then their own likelihood, then recency and id (deterministic), so the attached
     session is the likeliest session of the likeliest visitor, and the call's likelihood is
     that visitor's sum: the figure that is calibrated against who really called."""
-    batch = gather(slot, ctx.at, [e.visitor for e in history])
+    batch = gather(slot, ctx.at, [(e.visitor, _confidence(e)) for e in history])
     if batch is None:
         return NOTHING_LISTED, 0, None
     likelihoods = score(ctx, batch).likelihoods
@@ -211,6 +211,16 @@ def rank(slot: NumberSlot, ctx: CallContext,
     sessions, visitors = batch.listed(best)
     listed = (sessions, visitors, array("d", map(likelihoods.__getitem__, best)).tobytes())
     return listed, len(batch), min(1.0, totals[best[0]])
+
+
+def _confidence(entry: CallEntry) -> float:
+    """How sure an earlier call's attribution is, for the caller history: its likelihood, or 1
+    when a user chose the session (an override: the match is not the best listed candidate) or
+    no likelihood was computed."""
+    sessions = entry.listed[0]
+    if entry.likelihood is None or not sessions or entry.match != sessions[0]:
+        return 1.0
+    return entry.likelihood
 
 
 def _visitor_totals(likelihoods: Sequence[float],

@@ -7,9 +7,9 @@ first). Two fields of a candidate's timeline depend on more than the session:
 - `visitor_sessions`: the ordinal of the visitor's latest session. For a session that is its
   visitor's latest (not `superseded`) that is its own ordinal, already in the arrays; only
   superseded candidates look the visitor up.
-- `caller_matches`: earlier calls from this caller attached to the candidate's visitor. Only
-  the few visitors of the caller's history are looked up: their latest session, and the
-  superseded candidates.
+- `caller_matches`: earlier calls from this caller attached to the candidate's visitor, and
+  `caller_likelihood`: how sure the surest of them was. Only the few visitors of the caller's
+  history are looked up: their latest session, and the superseded candidates.
 A visitor with two or more candidate sessions has at least one superseded, so the same pass
 finds the visitors whose likelihoods `calls.rank` must add up (`Batch.repeats`).
 """
@@ -20,6 +20,7 @@ from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from operator import itemgetter
 
 from gateway.engine.shown import Shown
@@ -28,6 +29,7 @@ from gateway.engine.timelines import timeline
 from scoring.features import Timeline, TimelineColumns
 
 INT_BYTES = array("q").itemsize
+DOUBLE_BYTES = array("d").itemsize
 # Below this many candidates, weighing them all anew costs about what remembering the last
 # call's work saves (measured: 100 candidates, calls a second apart, 10% of them changing
 # recency bucket between calls); at 1,000 a remembered call is four times cheaper.
@@ -37,25 +39,27 @@ MEMO_MIN_CANDIDATES = 256
 class Batch(TimelineColumns):
     """One call's candidates by column; `row(i)` builds candidate i's `Timeline` on demand."""
 
-    __slots__ = ("_at", "_evidence", "_idle", "_matches", "_ordinals", "_positions", "_shown",
-                 "repeats")
+    __slots__ = ("_at", "_evidence", "_idle", "_likelihoods", "_matches", "_ordinals",
+                 "_positions", "_shown", "repeats")
 
     def __init__(self, shown: Shown, positions: Sequence[int], *, at: float, idle: float,
                  columns: list[Sequence[float]], flags: list[Sequence[int]],
                  ordinals: array[int], evidence: bytearray) -> None:
-        last, c2c, hidden = columns
+        last, c2c, hidden, started = columns
         mobile, shared, pageviews = flags
         matches = array("q", bytes(INT_BYTES * len(positions)))
+        likelihoods = array("d", bytes(DOUBLE_BYTES * len(positions)))  # read where matched
         # The number's memo when these are all its queued sessions, as arrays (see Memo), and
         # enough of them for remembering to pay.
         memo = shown.memo if (isinstance(positions, range)
                               and len(positions) >= MEMO_MIN_CANDIDATES) else None
-        super().__init__(last_activity=last, last_click_to_call=c2c, hidden_at=hidden,
-                         mobile=mobile, shared=shared, pageviews=pageviews,
-                         caller_matches=matches, visitor_sessions=ordinals, evidence=evidence,
-                         memo=memo)
+        super().__init__(assigned_at=started, last_activity=last, last_click_to_call=c2c,
+                         hidden_at=hidden, mobile=mobile, shared=shared, pageviews=pageviews,
+                         caller_matches=matches, caller_likelihood=likelihoods,
+                         visitor_sessions=ordinals, evidence=evidence, memo=memo)
         # The same arrays, writable (filled by `_link_visitors`).
         self._matches, self._ordinals, self._evidence = matches, ordinals, evidence
+        self._likelihoods = likelihoods
         self._shown = shown
         self._positions = positions  # each candidate's index in the Shown arrays
         self._at = at
@@ -82,7 +86,9 @@ class Batch(TimelineColumns):
     def row(self, i: int) -> Timeline:
         s = self.session(i)
         live = s.last_activity + self._idle > self._at
-        return timeline(s, live, self.caller_matches[i], self.visitor_sessions[i])
+        matches = self.caller_matches[i]
+        t = timeline(s, live, matches, self.visitor_sessions[i])
+        return replace(t, caller_likelihood=self.caller_likelihood[i]) if matches else t
 
     def candidate_index(self, s: Session) -> int:
         """The candidate index of `s`, or -1 when it is not a candidate."""
@@ -96,9 +102,11 @@ class Batch(TimelineColumns):
         return i if i < len(positions) and positions[i] == p else -1
 
 
-def gather(slot: NumberSlot, at: float, history: Iterable[str | None]) -> Batch | None:
+def gather(slot: NumberSlot, at: float,
+           history: Iterable[tuple[str | None, float]]) -> Batch | None:
     """The candidates of a call on `slot` at `at` (None when there is none). `history`: the
-    visitors earlier calls from this caller were attached to (None for unmatched calls)."""
+    visitors earlier calls from this caller were attached to (None for unmatched calls), each
+    with how sure that attribution was (0..1)."""
     shown = slot.shown
     lo, hi = shown.head, len(shown.sessions)
     if lo == hi:
@@ -111,7 +119,8 @@ def gather(slot: NumberSlot, at: float, history: Iterable[str | None]) -> Batch 
         shown.tighten(min(last), max(started))
     if shown.low_last >= since and shown.high_started <= at:  # the usual case: every one
         positions = range(lo, hi)
-        columns: list[Sequence[float]] = [last, shown.c2c[lo:hi], shown.hidden[lo:hi]]
+        columns: list[Sequence[float]] = [last, shown.c2c[lo:hi], shown.hidden[lo:hi],
+                                          started]
         flags: list[Sequence[int]] = [shown.mobile[lo:hi], shown.shared[lo:hi],
                                       shown.pageviews[lo:hi]]
         ordinals = shown.ordinal[lo:hi]
@@ -121,18 +130,26 @@ def gather(slot: NumberSlot, at: float, history: Iterable[str | None]) -> Batch 
                      if not (t < since or s > at)]
         if not positions:
             return None
-        columns = [[c[p] for p in positions] for c in (shown.last, shown.c2c, shown.hidden)]
+        columns = [[c[p] for p in positions] for c in (shown.last, shown.c2c, shown.hidden,
+                                                       shown.started)]
         flags = [[c[p] for p in positions] for c in (shown.mobile, shown.shared,
                                                      shown.pageviews)]
         ordinals = array("q", [shown.ordinal[p] for p in positions])
         evidence = bytearray([shown.evidence[p] for p in positions])
     batch = Batch(shown, positions, at=at, idle=slot.source.idle, columns=columns, flags=flags,
                   ordinals=ordinals, evidence=evidence)
-    _link_visitors(batch, slot, Counter(filter(None, history)))
+    matched: Counter[str] = Counter()
+    surest: dict[str, float] = {}
+    for visitor, likelihood in history:
+        if visitor is not None:
+            matched[visitor] += 1
+            surest[visitor] = max(likelihood, surest.get(visitor, 0.0))
+    _link_visitors(batch, slot, matched, surest)
     return batch
 
 
-def _link_visitors(batch: Batch, slot: NumberSlot, matched: Counter[str]) -> None:
+def _link_visitors(batch: Batch, slot: NumberSlot, matched: Counter[str],
+                   surest: dict[str, float]) -> None:
     """Fill the call-dependent fields and `repeats` (see the module docstring)."""
     visitors = slot.source.site.visitors
     sessions_of: dict[str, list[int]] = {}
@@ -148,11 +165,14 @@ def _link_visitors(batch: Batch, slot: NumberSlot, matched: Counter[str]) -> Non
             batch.repeats.append(members)
     if len(matched) > len(batch):  # fewer candidates than visitors to look for
         for i, p in enumerate(batch._positions):
-            batch._matches[i] = matched.get(batch._shown.visitors[p], 0)
+            visitor = batch._shown.visitors[p]
+            batch._matches[i] = matched.get(visitor, 0)
+            batch._likelihoods[i] = surest.get(visitor, 0.0)
         return
     for visitor, count in matched.items():
         for i in _with_latest(batch, slot, visitor, sessions_of.get(visitor, [])):
             batch._matches[i] = count
+            batch._likelihoods[i] = surest[visitor]
 
 
 def _with_latest(batch: Batch, slot: NumberSlot, visitor: str, superseded: list[int]) -> list[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import random
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,6 +30,12 @@ def reference(e: Engine, to: str, caller: str | None, at: float) -> tuple[list[A
     visitors = source.site.visitors
     history = e._calls.history(source.site.key, caller)
     matched = Counter(c.visitor for c in history if c.visitor is not None)
+    surest: dict[str, float] = {}
+    for c in history:
+        if c.visitor is not None:
+            best = c.candidates[0][0] if c.candidates else None
+            sure = 1.0 if c.likelihood is None or c.match != best else c.likelihood  # override: 1
+            surest[c.visitor] = max(surest.get(c.visitor, 0.0), sure)
     sessions, timelines = [], []
     for s in slot.shown:
         if s.last_activity < at - source.window or s.started_at > at:
@@ -37,7 +44,9 @@ def reference(e: Engine, to: str, caller: str | None, at: float) -> tuple[list[A
         ordinal = s.ordinal if latest is None else latest.ordinal
         live = s.last_activity + source.idle > at
         sessions.append(s)
-        timelines.append(timeline(s, live, matched.get(s.visitor, 0), ordinal))
+        t = timeline(s, live, matched.get(s.visitor, 0), ordinal)
+        timelines.append(replace(t, caller_likelihood=surest[s.visitor]) if t.caller_matches
+                         else t)
     if not sessions:
         return [], None
     ctx = CallContext(at, caller, source.idle, bool(history))

@@ -28,9 +28,11 @@ def _pings(start: float, end: float) -> tuple[tuple[float, str], ...]:
     return tuple((t, "ping") for t in range(int(start) + 20, int(end), 20))
 
 
-# Two visitors on the site at once; the call at +650 s comes while both are live.
+# Two visitors on the site at once; the call at +650 s comes while both are live, five seconds
+# after Bob tapped the number.
 ALICE = SessionTrace("s_alice", "v_alice", ADS, T0, True, _pings(T0, T0 + 600))
-BOB = SessionTrace("s_bob", "v_bob", ADS, T0 + 100, False, _pings(T0 + 100, T0 + 700))
+BOB = SessionTrace("s_bob", "v_bob", ADS, T0 + 100, False,
+                   tuple(sorted([*_pings(T0 + 100, T0 + 700), (T0 + 645, "click_to_call")])))
 CALL = CallTrace("CA1", ADS, T0 + 650, "+14155559999",
                  (("s_bob", 0.6), ("s_alice", 0.3)))  # 0.1 left for "none of them"
 
@@ -48,7 +50,7 @@ def test_draws_follow_the_likelihoods_and_repeat() -> None:
 
 def test_sharing_one_number_costs_the_less_likely_caller() -> None:
     one = replay(PLAN, [ALICE, BOB], [CALL], draw_callers([CALL]))[ADS]
-    # One number: whoever is drawn, the engine attaches Bob (live, latest activity), so the
+    # One number: whoever is drawn, the engine attaches Bob (live, tapped the number), so the
     # call is right when Bob called: 0.6 of the 0.9 a candidate called.
     assert (one.calls, one.weight, one.numbers) == (1, pytest.approx(0.9), 1)
     assert one.accuracy == pytest.approx(0.6 / 0.9)

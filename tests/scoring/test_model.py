@@ -68,6 +68,34 @@ def test_caller_history_decides_between_equals() -> None:
     assert s.likelihoods[1] > 0.9
 
 
+def test_a_repeat_call_inherits_the_doubt_of_the_first() -> None:
+    """The earlier attribution was right as often as its likelihood said: a match the first
+    call was unsure of weighs less than one it was sure of."""
+    ctx = replace(CTX, caller_seen_before=True)
+    others = [tl(f"o{i}", 600 + 60 * i) for i in range(20)]
+    odds = []
+    for sure in (0.05, 0.3, 0.7, 0.99):
+        s = score(ctx, [*others, tl("m", 2 * 86_400, caller_matches=1, caller_likelihood=sure)])
+        odds.append(s.likelihoods[-1] / (1 - s.likelihoods[-1]))
+    assert odds == sorted(odds)
+    assert odds[-1] > 100 * odds[0]
+    unknown = score(ctx, [*others, tl("m", 2 * 86_400, caller_matches=1)])  # confidence 1
+    assert unknown.likelihoods[-1] >= s.likelihoods[-1]
+
+
+def test_a_long_live_visit_calls_less_per_second_than_a_fresh_one() -> None:
+    """A call during a visit falls anywhere in it: the longer the visit so far, the less
+    likely this second (packaged parameters; the fit learns the slope)."""
+    assert model.current().params.live_elapsed < 0
+    fresh = tl("fresh", 5, assigned_at=AT - 40)
+    long = tl("long", 5, assigned_at=AT - 3600)
+    s = score(CTX, [fresh, long])
+    assert s.likelihoods[0] > 1.5 * s.likelihoods[1]
+    ended = [tl("a", 3600, assigned_at=AT - 3660), tl("b", 3600, assigned_at=AT - 7200)]
+    s = score(CTX, ended)  # only a live visit's length counts
+    assert s.likelihoods[0] == s.likelihoods[1]
+
+
 def test_a_caller_known_to_someone_else_points_away_from_this_candidate() -> None:
     ctx = replace(CTX, caller_seen_before=True)
     s = score(ctx, [tl("a", 3 * 86_400), tl("b", 3 * 86_400, caller_matches=2)])
@@ -96,6 +124,8 @@ def _random_timeline(rng: random.Random, i: int) -> Timeline:
         last_click_to_call=rng.choice([None, AT - rng.uniform(0, 40), AT - rng.uniform(0, 4000)]),
         hidden_at=rng.choice([None, AT - rng.uniform(0, 40), AT - rng.uniform(0, 4000)]),
         caller_matches=rng.choice([0, 0, 1, 3]), visitor_sessions=rng.choice([1, 1, 2, 5]),
+        caller_likelihood=rng.choice([0.0, 1.0, rng.random()]),
+        assigned_at=AT - gap - rng.choice([0.0, -5.0, rng.uniform(0, 4000)]),
     )
 
 
@@ -138,8 +168,8 @@ def test_bad_params_are_refused(mangle: object) -> None:
 def test_use_swaps_the_model_for_a_block() -> None:
     params = load_params()
     flat = replace(params, recency=tuple(0.0 for _ in params.recency))
-    before = score(CTX, [tl("a", 10), tl("b", 86_400)])
+    before = score(CTX, [tl("a", 120), tl("b", 86_400)])
     with model.use(flat):
-        during = score(CTX, [tl("a", 10), tl("b", 86_400)])
+        during = score(CTX, [tl("a", 120), tl("b", 86_400)])
     assert during.likelihoods[0] == pytest.approx(during.likelihoods[1])
-    assert score(CTX, [tl("a", 10), tl("b", 86_400)]) == before
+    assert score(CTX, [tl("a", 120), tl("b", 86_400)]) == before
