@@ -25,13 +25,14 @@ from gateway.engine.state import NumberSlot, Session
 from scoring.features import CallContext
 from scoring.model import score
 
-# Candidates kept on a call, best first: the call log's "other sessions" list. Past the first
-# hundred the likelihoods are negligible and would only cost storage on every call.
-MAX_LISTED_CANDIDATES = 100
 # Candidates written into each CallRecord for the store: the call log shows the best ones
 # ("check for other sessions"); past 20 the likelihoods round to zero. A frozen record per
 # candidate is the costliest part of a call at thousands of calls a second.
 RECORDED_CANDIDATES = 20
+# Candidates kept on a call in memory, best first: the same ones the store keeps, so a call
+# reads the same before and after a restart. Listing, ordering and handing back more (it was
+# 100) cost a third of engine.call() on a number shown 100 sessions, for nothing stored.
+MAX_LISTED_CANDIDATES = RECORDED_CANDIDATES
 DEFAULT_CALL_RETENTION_S = 30 * 86400.0  # calls of a source no longer configured: 30 days
 MAX_CALLER_HISTORY = 50  # latest calls kept per caller and site: ample for people, bounded for bots
 PRUNE_STEP = 8  # stale sessions examined per append to a number's shown list (amortised O(1))
