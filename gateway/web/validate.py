@@ -8,6 +8,7 @@ import math
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 
 from gateway.web.errors import ApiError
@@ -32,6 +33,16 @@ async def read_json(request: web.Request) -> Any:
     if ctype not in JSON_TYPES and ctype != "text/plain":
         raise ApiError(415, f"expected application/json, got {ctype}", field="Content-Type")
     raw = await read_body(request)
+    try:
+        # orjson is several times faster on small bodies; it refuses some JSON the standard
+        # parser takes (integers past 64 bits, NaN) and words its errors differently, so on any
+        # refusal the standard parser decides, as before.
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        storable(doc)
+        return doc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -86,8 +86,10 @@ async def check_use(gw: Gateway, call: str, form: dict[str, str], with_token: bo
     assert status in FORM_STATUSES, (status, text[:300])
 
 
-USE_ARGS = {"call": FORM_TEXT.filter(bool), "form": FORMS, "with_token": st.booleans(),
-            "ctype": CONTENT_TYPES}
+# "." and ".." are dot-segments: the client resolves them away (POST /ui/calls/./use is
+# POST /ui/calls/use, a page's URL, rightly 405), so they never reach the form as a call id.
+USE_ARGS = {"call": FORM_TEXT.filter(lambda t: t not in ("", ".", "..")), "form": FORMS,
+            "with_token": st.booleans(), "ctype": CONTENT_TYPES}
 
 
 @properties(60)
