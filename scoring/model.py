@@ -275,6 +275,41 @@ def current() -> Model:
     return _current
 
 
+# ---- scoring profiles ---------------------------------------------------------------------------
+# The packaged params.json is fitted on every simulated traffic pattern at once ("mixed"): it is
+# calibrated on that mixture, not on a site whose callers all call within minutes, or days
+# later. A source may name a profile fitted on one pattern instead (`scoring` in its config):
+# scoring/profiles/<name>.json, named after the simulator's scenarios (traffic-model.md), each
+# refitted with `python -m scoring.fit --scenario <name> --out scoring/profiles/<name>.json`.
+MIXED = "mixed"
+PROFILES_DIR = "profiles"
+_profiles: dict[str, Model] = {}
+
+
+def profile_names() -> tuple[str, ...]:
+    """Every profile a source may name: "mixed" (the packaged params.json), then the files."""
+    folder = resources.files("scoring").joinpath(PROFILES_DIR)
+    files = sorted(f.name.removesuffix(".json") for f in folder.iterdir()
+                   if f.name.endswith(".json")) if folder.is_dir() else []
+    return (MIXED, *files)
+
+
+def profile(name: str) -> Model | None:
+    """The model of a named profile; None for "mixed" (whatever `current()` is, so `use` still
+    swaps it). ParamsError for a name that is not a packaged profile."""
+    if name == MIXED:
+        return None
+    model = _profiles.get(name)
+    if model is None:
+        if name not in profile_names():
+            raise ParamsError(f"no scoring profile {name!r}; expected one of "
+                              f"{', '.join(profile_names())}")
+        text = resources.files("scoring").joinpath(PROFILES_DIR, f"{name}.json").read_text(
+            encoding="utf-8")
+        model = _profiles[name] = Model.compile(load_params(text))
+    return model
+
+
 @contextmanager
 def use(params: Params) -> Iterator[Model]:
     """Score with `params` inside the block (the fit and the simulator try candidates)."""

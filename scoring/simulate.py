@@ -30,11 +30,13 @@ from typing import Any, Protocol
 from scoring import model as scoring_model
 from scoring.calibration import brier, ece
 from scoring.features import CallContext, Timeline
+from scoring.model import MIXED, profile_names
 from scoring.naive import NaivePool
 from scoring.oracle import EarlierCall, Oracle
 from scoring.traffic import SCENARIOS, SimCall, SimSession, Traffic, generate, scenario
 
 RATIOS: tuple[int, ...] = (10, 20, 40, 60, 100)  # issue 6: 1 number per N daily visitors
+AUTO = "auto"  # --profile: each scenario scored with the profile fitted on it, if packaged
 UNLIMITED = None  # a pool so large no number is ever reused within the run
 MATCH_WINDOW_S = 30 * 86_400.0  # issue 6: default match window of 30 days
 IDLE_TIMEOUT_S = 1800.0  # the engine's default reservation idle timeout (design: 30 min)
@@ -133,6 +135,7 @@ class Report:
     sessions: int
     rows: tuple[Row, ...]
     seconds: float = 0.0
+    profile: str = MIXED  # the scoring profile the simulated site's sources used
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,9 +165,11 @@ def run_scenario(
     daily_visitors: float | None = None,
     engine_factory: EngineFactory | None = None,
     progress: Callable[[str], None] | None = None,
+    profile: str = MIXED,
     **overrides: Any,
 ) -> Report:
-    """Generate a scenario's traffic once and replay it for each pool size."""
+    """Generate a scenario's traffic once and replay it for each pool size, the site's sources
+    scored with `profile` (see `scoring.model.profile`)."""
     started = time.perf_counter()
     if daily_visitors is not None:
         overrides["daily_visitors"] = daily_visitors
@@ -175,9 +180,10 @@ def run_scenario(
     for i, r in enumerate(ratios):
         label = f"{name} 1/{r}" if r else f"{name} unlimited"
         tick = _ticker(progress, f"[{i + 1}/{len(ratios)}] {label}")
-        rows.append(replay(traffic, r, seed=seed, engine_factory=engine_factory, tick=tick).row)
+        rows.append(replay(traffic, r, seed=seed, engine_factory=engine_factory, tick=tick,
+                           profile=profile).row)
     return Report(name, days, seed, params.daily_visitors, traffic.visitors,
-                  len(traffic.sessions), tuple(rows), time.perf_counter() - started)
+                  len(traffic.sessions), tuple(rows), time.perf_counter() - started, profile)
 
 
 def replay(
@@ -188,9 +194,10 @@ def replay(
     engine_factory: EngineFactory | None = None,
     tick: Callable[[float], None] | None = None,
     record: Callable[[FitSample], None] | None = None,
+    profile: str = MIXED,
 ) -> _Replay:
     """Drive a fresh engine with `traffic` for one pool size; returns the finished replay."""
-    config, pools = site_config(traffic, ratio)
+    config, pools = site_config(traffic, ratio, profile)
     engine = (engine_factory or real_engine)(config)
     run = _Replay(traffic, ratio, pools, engine, rng=random.Random(seed * 7919 + 17), record=record)
     with _tap_scores(run.samples_ctx) if record is not None else _nothing():
@@ -198,7 +205,8 @@ def replay(
     return run
 
 
-def site_config(traffic: Traffic, ratio: int | None) -> tuple[dict[str, Any], list[list[str]]]:
+def site_config(traffic: Traffic, ratio: int | None, profile: str = MIXED,
+                ) -> tuple[dict[str, Any], list[list[str]]]:
     """The simulated site's config (design.md schema as a dict) and each source's pool."""
     p = traffic.params
     pools: list[list[str]] = []
@@ -211,7 +219,7 @@ def site_config(traffic: Traffic, ratio: int | None) -> tuple[dict[str, Any], li
         first += size
     sources = [
         {"name": spec.name, "kind": "online", "match": dict(spec.match), "forward_to": BUSINESS,
-         "numbers": pool}
+         "numbers": pool, **({} if profile == MIXED else {"scoring": profile})}
         for spec, pool in zip(p.sources, pools, strict=True)
     ]
     site = {"key": SITE_KEY, "name": "Simulated site", "swap_targets": [BUSINESS],
@@ -494,7 +502,7 @@ COLUMNS = (
 def format_table(report: Report) -> str:
     head = (f"scenario {report.scenario}: {report.days} days, {report.daily_visitors:g} visitors"
             f"/day, seed {report.seed}, {report.visitors} visitors, {report.sessions} sessions, "
-            f"{report.seconds:.1f} s")
+            f"{report.seconds:.1f} s, scoring profile {report.profile}")
     lines = [head, "  ".join(f"{name:>{w}}" for name, w in COLUMNS)]
     for r in report.rows:
         cells = (
@@ -579,6 +587,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="PATH", help="also write the reports as JSON")
     ap.add_argument("--plot", metavar="PNG", help="plot accuracy against pool size")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("--profile", default=MIXED, choices=[*profile_names(), AUTO],
+                    help="scoring profile of the simulated site (default: mixed; auto: the "
+                    "profile named after each scenario)")
     return ap
 
 
@@ -591,8 +602,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = None if args.quiet else _stderr_progress
     reports = []
     for name in names:
+        chosen = args.profile
+        if chosen == AUTO:
+            chosen = name if name in profile_names() else MIXED
         rep = run_scenario(name, ratios, args.days, args.seed, daily_visitors=args.visitors,
-                           progress=progress)
+                           progress=progress, profile=chosen)
         if progress:
             sys.stderr.write("\n")
         print(rep.table(), end="\n\n")

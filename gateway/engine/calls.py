@@ -206,7 +206,7 @@ def rank(slot: NumberSlot, ctx: CallContext,
     batch = gather(slot, ctx.at, [(e.visitor, _confidence(e)) for e in history])
     if batch is None:
         return NOTHING_LISTED, 0, None
-    likelihoods = score(ctx, batch).likelihoods
+    likelihoods = score(ctx, batch, model=slot.source.model).likelihoods
     totals = _visitor_totals(likelihoods, batch.repeats)
     best = _best_first(batch, likelihoods, totals)
     sessions, visitors = batch.listed(best)

@@ -20,6 +20,7 @@ from gateway.engine.errors import ConfigError
 from gateway.engine.fields import Fields, text
 from gateway.engine.phones import parse_e164
 from gateway.engine.rules import MatchRule, implicit_rules, parse_match, rule_to_dict
+from scoring.model import MIXED, profile_names
 
 KINDS = ("online", "offline")
 OVERFLOW_POLICIES = ("share", "overflow_number", "site_number")
@@ -47,6 +48,7 @@ class SourceConfig:
     whisper: str | None = None
     ring_timeout: float = DEFAULT_RING_TIMEOUT_S
     active: bool = True
+    scoring: str = MIXED  # the likelihood model's profile (scoring.model.profile_names())
 
     def tracking_numbers(self) -> tuple[str, ...]:
         """Every number that belongs to this source (its numbers, then its overflow number)."""
@@ -133,6 +135,7 @@ def _source(raw: object, path: str) -> SourceConfig:
         whisper=f.text("whisper"),
         ring_timeout=f.seconds("ring_timeout", DEFAULT_RING_TIMEOUT_S),
         active=f.boolean("active", True),
+        scoring=_scoring(f),
     )
     f.done()
     _check_source(source, f)
@@ -166,6 +169,15 @@ def _overflow(f: Fields) -> str:
         raise ConfigError(f.at("overflow"), f"unknown overflow policy {policy!r}: expected "
                           + ", ".join(map(repr, OVERFLOW_POLICIES)))
     return policy
+
+
+def _scoring(f: Fields) -> str:
+    name = f.text("scoring", MIXED)
+    names = profile_names()
+    if name not in names:
+        raise ConfigError(f.at("scoring"), f"unknown scoring profile {name!r}: expected "
+                          + ", ".join(map(repr, names)))
+    return name
 
 
 def _days(f: Fields, key: str) -> float:
@@ -286,6 +298,8 @@ def _source_dict(source: SourceConfig) -> dict[str, Any]:
         out["overflow_number"] = source.overflow_number
     if source.whisper is not None:
         out["whisper"] = source.whisper
+    if source.scoring != MIXED:
+        out["scoring"] = source.scoring
     return out
 
 

@@ -13,6 +13,7 @@ from gateway.engine.config import Config, SiteConfig, SourceConfig
 from gateway.engine.phones import national
 from gateway.engine.ring import Ring
 from gateway.engine.shown import Shown
+from scoring.model import profile
 
 DAY_S = 86400.0  # stickiness is configured in days
 NEVER = float("-inf")  # reserved_until of a number no session has held: free the longest
@@ -77,7 +78,7 @@ class NumberSlot:
 class SourceRuntime:
     """A configured source with its numbers, ring and counters."""
 
-    __slots__ = ("config", "idle", "name", "numbers", "overflow", "overflowed", "pool",
+    __slots__ = ("config", "idle", "model", "name", "numbers", "overflow", "overflowed", "pool",
                  "retention", "ring", "rules", "sharings", "site", "tracked", "window")
 
     def __init__(self, config: SourceConfig, site: SiteRuntime) -> None:
@@ -88,6 +89,7 @@ class SourceRuntime:
         self.window = config.match_window
         self.retention = max(config.match_window, site.stickiness)  # how long sessions are kept
         self.rules: Matcher = compile_match(config.match)
+        self.model = profile(config.scoring)  # None: the packaged mixed model
         online = config.kind == "online"
         self.numbers = tuple(NumberSlot(n, self, i if online else -1)
                              for i, n in enumerate(config.numbers))

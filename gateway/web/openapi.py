@@ -74,7 +74,7 @@ SCHEMAS: dict[str, Any] = {
          "numbers": STRS, "active": BOOL},
         {"match": {"type": ["object", "array"]}, "idle_timeout": NUM, "overflow": STR,
          "match_window": NUM, "record": BOOL, "ring_timeout": NUM, "overflow_number": STR,
-         "whisper": STR}),
+         "whisper": STR, "scoring": STR}),
     "Site": _obj({"key": STR, "name": STR, "swap_targets": STRS, "allowed_origins": STRS,
                   "sources": {"type": "array", "items": _ref("SourceConfig")}},
                  {"active": BOOL, "stickiness_days": NUM}),

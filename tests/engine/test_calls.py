@@ -41,13 +41,15 @@ class Spy:
 
     def __init__(self, result: Any = None) -> None:
         self.seen: list[tuple[CallContext, list[Timeline]]] = []
+        self.models: list[model.Model | None] = []
         self.result = result
 
-    def __call__(self, ctx: CallContext, timelines: list[Timeline]) -> model.Scores:
+    def __call__(self, ctx: CallContext, timelines: list[Timeline], **kw: Any) -> model.Scores:
         self.seen.append((ctx, list(timelines)))
+        self.models.append(kw.get("model"))
         if self.result is not None:
             return self.result(timelines)  # type: ignore[no-any-return]
-        return model.score(ctx, timelines)
+        return model.score(ctx, timelines, **kw)
 
 
 @pytest.fixture
@@ -78,6 +80,20 @@ def test_call_attaches_best_candidate_with_full_timelines(spy: Spy) -> None:
     assert c.likelihood == c.candidates[0].likelihood
     assert c.candidates[0].session == b.session
     assert 0.0 <= c.candidates[-1].likelihood <= c.candidates[0].likelihood <= 1.0
+
+
+def test_a_source_scores_with_its_profile(spy: Spy) -> None:
+    """A source naming a scoring profile is scored with that profile's model, others with the
+    packaged mixed one; the same visit then gets another likelihood."""
+    likelihoods = []
+    for profile in ("mixed", "late-callers"):
+        e = engine(config(numbers=[ADS[0]], scoring=profile))
+        a = ad_visit(e, 0.0)
+        c = e.call(to=ADS[0], caller=CALLER, call_id="CA1", at=3 * 3600.0)
+        assert c.match == a.session
+        likelihoods.append(c.likelihood)
+    assert spy.models == [None, model.profile("late-callers")]
+    assert likelihoods[0] != likelihoods[1]
 
 
 def test_candidates_are_those_shown_the_number_within_the_match_window(spy: Spy) -> None:

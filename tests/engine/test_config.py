@@ -38,6 +38,16 @@ def test_round_trip_through_dict() -> None:
     rules = as_dict["sites"][0]["sources"][0]["match"]
     assert rules == [{"gclid": True}, {"utm_source": ["google", "adwords"], "utm_medium": "cpc"}]
     assert as_dict["sites"][0]["sources"][0]["idle_timeout"] == 900
+    assert "scoring" not in as_dict["sites"][0]["sources"][0]  # the default, "mixed"
+
+
+def test_scoring_profile_is_kept_and_round_trips() -> None:
+    parsed = parse_config(config(scoring="late-callers"))
+    assert parsed.sites[0].sources[0].scoring == "late-callers"
+    assert parsed.sites[0].sources[1].scoring == "mixed"
+    as_dict = config_to_dict(parsed)
+    assert as_dict["sites"][0]["sources"][0]["scoring"] == "late-callers"
+    assert parse_config(as_dict) == parsed
 
 
 def _broken(path: list[Any], value: Any) -> dict[str, Any]:
@@ -70,6 +80,8 @@ ERRORS = [
     ([*SRC, "numbers"], [], "sites[0].sources[0].numbers", "at least one number"),
     ([*SRC, "numbers"], "+14155550101", "sites[0].sources[0].numbers", "expected a list"),
     ([*SRC, "record"], "yes", "sites[0].sources[0].record", "true or false"),
+    ([*SRC, "scoring"], "b2b", "sites[0].sources[0].scoring", "unknown scoring profile"),
+    ([*SRC, "scoring"], 3, "sites[0].sources[0].scoring", "expected"),
     ([*SRC, "forward_to"], ADS[0], "sites[0].sources[0].forward_to", "would loop"),
     ([*SRC, "match"], {"gclid": "yes"}, "sites[0].sources[0].match.gclid", "true or false"),
     ([*SRC, "match"], {"gclidd": True}, "sites[0].sources[0].match.gclidd", "unknown key"),

@@ -165,6 +165,31 @@ def test_bad_params_are_refused(mangle: object) -> None:
         Params.from_json(data)
 
 
+def test_scoring_profiles_are_packaged_and_load() -> None:
+    names = model.profile_names()
+    assert names[0] == model.MIXED and {"default", "late-callers"} <= set(names)
+    assert model.profile(model.MIXED) is None  # the packaged params.json, swappable by `use`
+    for name in names[1:]:
+        m = model.profile(name)
+        assert m is not None and m.params.version == model.PARAMS_VERSION
+        assert model.profile(name) is m  # compiled once
+    with pytest.raises(ParamsError, match="no scoring profile"):
+        model.profile("b2b")
+
+
+def test_late_callers_profile_gives_a_visit_hours_ago_more_of_the_call() -> None:
+    """Fitted on traffic whose callers often call hours after the visit, the late-callers
+    profile weighs a visit that ended three hours ago more, against one that ended two
+    minutes ago, than the profile fitted on the default traffic does."""
+    pair = [tl("recent", 120), tl("old", 3 * 3600)]
+
+    def odds(m: model.Model | None) -> float:
+        s = score(CTX, pair, model=m)
+        return s.likelihoods[1] / s.likelihoods[0]
+
+    assert odds(model.profile("late-callers")) > 2 * odds(model.profile("default"))
+
+
 def test_use_swaps_the_model_for_a_block() -> None:
     params = load_params()
     flat = replace(params, recency=tuple(0.0 for _ in params.recency))
