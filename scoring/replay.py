@@ -95,6 +95,7 @@ class SourcePlan:
     idle_timeout: float = 1800.0  # the engine's defaults (gateway.engine.config)
     match_window: float = 30 * 86_400.0
     overflow: str = "share"
+    scoring: str = "mixed"  # the source's scoring profile (scoring.model.profile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class SitePlan:
         """The same site with some sources' pools resized (others as recorded)."""
         sources = tuple(
             SourcePlan(s.name, max(1, sizes.get(s.name, s.numbers)), s.idle_timeout,
-                       s.match_window, s.overflow)
+                       s.match_window, s.overflow, s.scoring)
             for s in self.sources
         )
         return SitePlan(self.key, sources, self.stickiness_days)
@@ -180,7 +181,7 @@ def engine_config(plan: SitePlan) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "name": s.name, "kind": "online", "forward_to": BUSINESS, "numbers": numbers,
             "match": {"landing_param": f"{REPLAY_PARAM}={i}"}, "idle_timeout": s.idle_timeout,
-            "match_window": s.match_window, "overflow": s.overflow,
+            "match_window": s.match_window, "overflow": s.overflow, "scoring": s.scoring,
         }
         if s.overflow == "overflow_number":
             doc["overflow_number"] = f"{OVERFLOW_BLOCK}{i:06d}"

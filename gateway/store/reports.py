@@ -492,7 +492,8 @@ def _rounded(x: float | None) -> float | None:
 def site_plan(site: SiteConfig) -> replays.SitePlan:
     """The replay's view of a site: its online sources with their recorded options."""
     sources = tuple(
-        replays.SourcePlan(s.name, len(s.numbers), s.idle_timeout, s.match_window, s.overflow)
+        replays.SourcePlan(s.name, len(s.numbers), s.idle_timeout, s.match_window, s.overflow,
+                           s.scoring)
         for s in site.sources if s.kind == "online"
     )
     return replays.SitePlan(site.key, sources, site.stickiness_days)

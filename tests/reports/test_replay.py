@@ -21,7 +21,8 @@ from tests.reports import sim
 
 T0 = 1_704_067_200.0
 ADS = "Google Ads"
-PLAN = SitePlan("acme", (SourcePlan(ADS, 1), SourcePlan("Bing Ads", 3, idle_timeout=600.0)))
+PLAN = SitePlan("acme", (SourcePlan(ADS, 1), SourcePlan("Bing Ads", 3, idle_timeout=600.0,
+                                                       scoring="late-callers")))
 
 
 def _pings(start: float, end: float) -> tuple[tuple[float, str], ...]:
@@ -79,6 +80,8 @@ def test_engine_config_forces_each_source_and_keeps_its_options() -> None:
     ads, bing = site["sources"]
     assert ads["match"] == {"landing_param": "dni_replay=0"} and len(ads["numbers"]) == 1
     assert bing["idle_timeout"] == 600.0 and len(set(ads["numbers"] + bing["numbers"])) == 4
+    assert (ads["scoring"], bing["scoring"]) == ("mixed", "late-callers")
+    assert PLAN.resized({ADS: 2}).sources[1].scoring == "late-callers"
 
 
 def _traces(records: list[object]) -> tuple[list[SessionTrace], list[CallTrace]]:
