@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     report_cli.add_parser(sub)
     purge_cli.add_parser(sub)
+    sub.add_parser("simulate", add_help=False,
+                   help="replay simulated traffic through the engine and measure attribution "
+                   "accuracy (dni-gateway simulate --help)")
     return p
 
 
@@ -141,6 +144,11 @@ COMMANDS = {"serve": serve, "migrate": migrate, "check-config": check_config,
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["simulate"]:  # the simulator has its own options (scoring.simulate)
+        from scoring import simulate
+
+        return simulate.main(given[1:])
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

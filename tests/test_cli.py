@@ -91,3 +91,17 @@ def test_bad_setting_is_refused_naming_the_variable() -> None:
     out = subprocess.run([sys.executable, "-m", "gateway", "migrate"], capture_output=True,
                          text=True, check=False, env={**os.environ, "DNI_PORT": "x"})
     assert out.returncode == 2 and "DNI_PORT" in out.stderr
+
+
+def test_simulate_runs_as_a_subcommand_with_its_own_options() -> None:
+    out = subprocess.run([sys.executable, "-m", "gateway", "simulate", "--scenario",
+                          "desktop-short", "--days", "1", "--visitors", "100", "--ratio", "20",
+                          "--no-unlimited", "--quiet", "--profile", "auto"],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "scenario desktop-short: 1 days" in out.stdout
+    assert "scoring profile desktop-short" in out.stdout
+    assert "1/20" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "gateway", "simulate", "--profile", "b2b"],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert out.returncode == 2 and "--profile" in out.stderr
