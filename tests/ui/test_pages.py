@@ -96,6 +96,7 @@ async def test_sources_page_shows_config_and_live_pool_state(gateway: Gateway,
     assert "Acme Plumbing" in text and "Billboard I-80" in text and "<code>gclid</code>" in text
     assert "(415) 555-0101" in text and "(415) 555-0199" in text
     assert "2 reserved, 0 cooling, 0 free" in text  # three live sessions on a pool of two
+    assert "calls scored with the mixed profile" in text
 
 
 async def test_use_of_an_unknown_session_says_so(gateway: Gateway, signed_in: Seeded) -> None:
