@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import reduce
+from functools import cache, reduce
 from importlib import resources
 from operator import add
 from typing import Any
@@ -283,9 +283,9 @@ def current() -> Model:
 # refitted with `python -m scoring.fit --scenario <name> --out scoring/profiles/<name>.json`.
 MIXED = "mixed"
 PROFILES_DIR = "profiles"
-_profiles: dict[str, Model] = {}
 
 
+@cache  # package files: read once per process, not on every config parse
 def profile_names() -> tuple[str, ...]:
     """Every profile a source may name: "mixed" (the packaged params.json), then the files."""
     folder = resources.files("scoring").joinpath(PROFILES_DIR)
@@ -299,15 +299,17 @@ def profile(name: str) -> Model | None:
     swaps it). ParamsError for a name that is not a packaged profile."""
     if name == MIXED:
         return None
-    model = _profiles.get(name)
-    if model is None:
-        if name not in profile_names():
-            raise ParamsError(f"no scoring profile {name!r}; expected one of "
-                              f"{', '.join(profile_names())}")
-        text = resources.files("scoring").joinpath(PROFILES_DIR, f"{name}.json").read_text(
-            encoding="utf-8")
-        model = _profiles[name] = Model.compile(load_params(text))
-    return model
+    if name not in profile_names():
+        raise ParamsError(f"no scoring profile {name!r}; expected one of "
+                          f"{', '.join(profile_names())}")
+    return _profile_model(name)
+
+
+@cache
+def _profile_model(name: str) -> Model:
+    text = resources.files("scoring").joinpath(PROFILES_DIR, f"{name}.json").read_text(
+        encoding="utf-8")
+    return Model.compile(load_params(text))
 
 
 @contextmanager

@@ -39,10 +39,13 @@ async def read_json(request: web.Request) -> Any:
         # refusal the standard parser decides, as before.
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        pass
-    else:
-        storable(doc)
-        return doc
+        doc = _standard_json(raw)
+    storable(doc)
+    return doc
+
+
+def _standard_json(raw: bytes) -> Any:
+    """The standard library's parse of a body, 400 naming the line when it is not JSON."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -55,7 +58,6 @@ async def read_json(request: web.Request) -> Any:
     except RecursionError:
         raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
                        field="body") from None
-    storable(doc)
     return doc
 
 
