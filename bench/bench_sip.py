@@ -71,12 +71,14 @@ def udp_drops(port: int) -> int:
     return dropped
 
 
-def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path) -> dict[str, float]:
+def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path,
+              transport: str = "u1") -> dict[str, float]:
     calls = rate * seconds
     drops = udp_drops(target)
     started = time.perf_counter()
     out = subprocess.run(
-        ["sipp", "-sf", str(sc), "-inf", str(inf), "-r", str(rate), "-m", str(calls),
+        ["sipp", "-sf", str(sc), "-inf", str(inf), "-t", transport, "-r", str(rate),
+         "-m", str(calls),
          "-l", str(rate * 4), "-nostdin", "-timeout", f"{seconds * 4 + 10}s", "-timeout_error",
          "-recv_timeout", "5000", "-max_recv_loops", "10000", f"127.0.0.1:{target}"],
         capture_output=True, text=True, check=False).stdout
@@ -93,10 +95,11 @@ def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path) -> dict
                                                             out)))}
 
 
-def climb(name: str, port: int, rates: list[int], seconds: int, sc: Path, inf: Path) -> int:
+def climb(name: str, port: int, rates: list[int], seconds: int, sc: Path, inf: Path,
+          transport: str = "u1") -> int:
     best = 0
     for rate in rates:
-        r = sipp_step(port, rate, seconds, sc, inf)
+        r = sipp_step(port, rate, seconds, sc, inf, transport)
         # Passing means every call succeeded and the server kept pace with the offered rate
         # (SIPp's retransmissions can rescue a lagging server: that is not a pass).
         clean = r["failed"] == 0 and r["ok"] == rate * seconds and r["achieved"] >= 0.9 * rate
@@ -140,6 +143,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,8000,10000")
     p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--workers", default="1",
+                   help="gateway columns: `serve --workers N` for each N (comma-separated)")
     args = p.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="dni-bench-sip-"))
@@ -162,8 +167,13 @@ def main() -> None:
         with harness.gateway(config, env):
             pass
         asyncio.run(seed(db, time.time()))
-        with harness.gateway(config, env):
-            results["gateway"] = climb("gateway", sip_port, rates, args.seconds, sc, inf)
+        for n in (int(w) for w in args.workers.split(",")):
+            # Several workers share the port (SO_REUSEPORT): the kernel picks a worker by the
+            # peer's address, so SIPp sends each call from its own socket (-t un) to spread
+            # them; a call's retransmissions and ACK come from that socket, to that worker.
+            name, transport = ("gateway", "u1") if n == 1 else (f"gateway x{n}", "un")
+            with harness.gateway(config, env, workers=n):
+                results[name] = climb(name, sip_port, rates, args.seconds, sc, inf, transport)
     finally:
         server.remove()
     print(f"\nhighest rate with zero failed calls ({args.seconds} s per step, "

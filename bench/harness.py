@@ -58,15 +58,15 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
 
 @contextmanager
 def gateway(config: Path, env_extra: dict[str, str] | None = None,
-            data_dir: Path | None = None) -> Iterator[str]:
+            data_dir: Path | None = None, workers: int = 1) -> Iterator[str]:
     """The real gateway (`dni-gateway serve`) on the embedded database; yields its base URL."""
-    with gateway_process(config, env_extra, data_dir) as (base, _):
+    with gateway_process(config, env_extra, data_dir, workers) as (base, _):
         yield base
 
 
 @contextmanager
 def gateway_process(config: Path, env_extra: dict[str, str] | None = None,
-                    data_dir: Path | None = None
+                    data_dir: Path | None = None, workers: int = 1
                     ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`gateway`, yielding the process too (for its CPU time). Settings are production's
     (the Docker image logs JSON at info) but for the swap rate limit: wrk's connections all
@@ -80,7 +80,10 @@ def gateway_process(config: Path, env_extra: dict[str, str] | None = None,
                DNI_LOG_LEVEL="info", DNI_LOG_FORMAT="json", DNI_SWAP_RATE="1000000")
     env.update(env_extra or {})
     log = open(data / "gateway.log", "ab")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([PY, "-m", "gateway", "serve", "--config", str(config)], env=env,
+    argv = [PY, "-m", "gateway", "serve", "--config", str(config)]
+    if workers > 1:  # a supervisor and `workers` processes sharing the ports
+        argv += ["--workers", str(workers)]
+    proc = subprocess.Popen(argv, env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:

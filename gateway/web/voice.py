@@ -49,17 +49,19 @@ def public_base(request: web.Request) -> str:
 async def verified_form(request: web.Request) -> MultiDictProxy[str]:
     """The form fields of a request whose carrier signature checks out; 403 otherwise.
 
-    A body that cannot be read is a 4xx (`_read_form`), and so is a field holding text
-    Postgres cannot store (a NUL), checked first, as the website API does (`validate`): such
-    text would block the write-behind queue. Carriers never send either."""
+    A body that cannot be read at all is a 4xx (`_read_form`): there are no fields to check
+    a signature over. A signed field holding text Postgres cannot store (a NUL) is a 422, as
+    on the website API (`validate`): such text would block the write-behind queue. Carriers
+    never send either; the signature is checked first, so an unsigned request learns nothing
+    but 403."""
     form = await _read_form(request)
     fields = MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
-    validate.storable_fields(fields.items())
     url = public_base(request) + request.raw_path
     if not twilio.signature_valid(_secrets(request.app[SETTINGS]), url, fields, request.headers):
         _log.warning("webhook_signature_refused", path=request.path)
         raise ApiError(403, "missing or invalid carrier signature",
                        field=twilio.TWILIO_HEADER)
+    validate.storable_fields(fields.items())
     return fields
 
 
@@ -151,9 +153,11 @@ def _log_call(request: web.Request, call: Any, decided: float, durable: bool,
     metrics.call_decision.labels("twilio").observe(decided)
     outcome = "retried" if retried else ("matched" if call.match else "unmatched")
     metrics.calls.labels("twilio", outcome).inc()
-    _log.info("call_attributed", call_id=call.call_id, site=call.site, source=call.source,
-              match=call.match, likelihood=call.likelihood, candidates=len(call.candidates),
-              decision_ms=round(decided * 1000, 3), spooled=durable, retried=retried)
+    # One call_attributed per call: a carrier's retry of the same CallSid is logged apart.
+    _log.info("call_retried" if retried else "call_attributed", call_id=call.call_id,
+              site=call.site, source=call.source, match=call.match,
+              likelihood=call.likelihood, candidates=len(call.candidates),
+              decision_ms=round(decided * 1000, 3), spooled=durable)
 
 
 def _int(value: str | None) -> int | None:

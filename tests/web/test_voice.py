@@ -14,9 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
+import structlog
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
+from gateway import log
 from gateway.carriers.twilio import Secrets, signature_valid
 from gateway.settings import Settings
 from gateway.web.keys import STATE
@@ -255,3 +257,68 @@ async def test_kill_9_right_after_answering_loses_no_call(db_url: str, tmp_path:
         assert gw.app[STATE].writer is not None
     finally:
         await gw.client.close()
+
+
+async def test_recording_whisper_and_ring_timeout_in_the_twiml(
+    gateway: Gateway, db_url: str
+) -> None:
+    config: dict[str, Any] = {**DEMO_CONFIG, "sites": [dict(DEMO_CONFIG["sites"][0])]}
+    offline = dict(config["sites"][0]["sources"][1])
+    offline |= {"record": True, "whisper": "Call from the billboard", "ring_timeout": 20}
+    config["sites"][0]["sources"] = [config["sites"][0]["sources"][0], offline]
+    await gateway.import_config(config)
+    status, body = await post_call(gateway, "CA700", "+14155550199")
+    assert status == 200, body
+    dial = ET.fromstring(body)[0]
+    whisper_url = "http://gateway.test/v1/voice/twilio/whisper?number=%2B14155550199"
+    assert dial.attrib == {
+        "action": "http://gateway.test/v1/voice/twilio/status?site=acme", "method": "POST",
+        "answerOnBridge": "true", "callerId": "+14155559999", "timeout": "20",
+        "record": "record-from-answer-dual"}
+    assert [(n.tag, n.text, n.attrib) for n in dial] == [
+        ("Number", "+18005550100", {"url": whisper_url, "method": "POST"})]
+    # Twilio fetches the whisper from that URL, signed like every webhook.
+    path = whisper_url.removeprefix(PUBLIC)
+    resp = await gateway.client.post(path, **signed(path, {"CallSid": "CA700-child"}))
+    assert resp.status == 200
+    root = ET.fromstring(await resp.text())
+    assert [(c.tag, c.text) for c in root] == [("Say", "Call from the billboard")]
+    unsigned = await gateway.client.post(path, data="CallSid=x", headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert unsigned.status == 403
+
+
+async def test_repeated_form_values_are_signed_too(gateway: Gateway, db_url: str) -> None:
+    """Twilio signs every value of a repeated field (sorted): a request carrying one is
+    accepted when signed by the library, refused when a value is dropped or changed."""
+    pairs = [*call_params("CA710", "+14155550199").items(), ("Tag", "b"), ("Tag", "a")]
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/v1/voice/twilio",
+                                                          MultiDict(pairs))
+    headers = {"X-Twilio-Signature": signature,
+               "Content-Type": "application/x-www-form-urlencoded"}
+    c = gateway.client
+    assert (await c.post("/v1/voice/twilio", data=urlencode(pairs[:-1]),
+                         headers=headers)).status == 403
+    assert (await c.post("/v1/voice/twilio", data=urlencode([*pairs[:-1], ("Tag", "c")]),
+                         headers=headers)).status == 403
+    resp = await c.post("/v1/voice/twilio", data=urlencode(pairs), headers=headers)
+    assert resp.status == 200 and ET.fromstring(await resp.text())[0].tag == "Dial"
+
+
+async def test_each_call_is_logged_once_as_attributed(gateway: Gateway) -> None:
+    v = await swap(gateway)
+    log.configure("console", "info")  # the suite runs at warning
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await post_call(gateway, "CA720", v["number"])
+            await post_call(gateway, "CA720", v["number"])  # the carrier retries
+            await post_call(gateway, "CA721", "+14155550000")  # not a tracking number
+    finally:
+        log.configure("console", "warning")
+    events = [e for e in logs if e["event"].startswith("call_")]
+    assert [e["event"] for e in events] == ["call_attributed", "call_retried", "call_rejected"]
+    first = events[0]
+    assert (first["call_id"], first["source"], first["match"], first["candidates"]) == (
+        "CA720", "Google Ads", v["session"], 1)
+    assert 0 < first["likelihood"] <= 1 and first["decision_ms"] >= 0
+    assert events[2]["log_level"] == "warning" and events[2]["reason"] == "unknown number"

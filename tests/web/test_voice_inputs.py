@@ -57,6 +57,11 @@ async def test_an_unsigned_body_is_still_a_403(gateway: Gateway) -> None:
     resp = await gateway.client.post(STATUS, data="CallSid=CA1&CallStatus=completed",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert resp.status == 403
+    # The signature is checked before anything else about the fields: a NUL tells an
+    # unsigned sender nothing more than 403.
+    resp = await gateway.client.post("/v1/voice/twilio", data="CallSid=CA1%00&To=x",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status == 403
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [
