@@ -2,7 +2,7 @@
 real gateway process on a real PostgreSQL, with faults injected on the way, then a check that
 nothing was lost.
 
-Phases (each `--phase-seconds` long, default 60; the CI test runs them for a few seconds):
+Phases (each `--phase-seconds` long, default 120; the CI test runs them for a few seconds):
   steady     mixed load, no fault
   pg-down    PostgreSQL stopped for the phase, then restarted: swaps and calls keep being
              answered; everything reaches the database after it returns
@@ -15,10 +15,18 @@ Phases (each `--phase-seconds` long, default 60; the CI test runs them for a few
   slow-db    every byte to PostgreSQL goes through a proxy adding latency: the call answer
              stays within its budget
 
-At the end: every visit's session and every answered call is in PostgreSQL exactly once, the
-writer queue is drained, and RSS at the start and end of the steady phase is reported.
+Every INVITE must get its 302 (one still unanswered 3 s after its phase is an error, as is
+any other final answer), every webhook its <Dial>, every swap and event its answer; the kill
+phase counts the requests sent while the process was down apart.
 
-Run: .venv/bin/python -m bench.soak [--phase-seconds 60] [--rate 40]
+At the end: every visit's session and every answered call is in PostgreSQL exactly once, the
+writer queue is drained. Memory: RSS of the one process that serves the steady, pg-down and
+kill-phase-first-half load, sampled each second after a warm-up of `--warmup-seconds`, is
+reported at start, end and max, beside the sessions the engine gained meanwhile (the engine
+keeps every session for returning visitors, ~1 KiB each by design: growth beyond that is
+a leak).
+
+Run: .venv/bin/python -m bench.soak [--phase-seconds 120] [--rate 40]  (5 phases: 10 min)
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ CALL_BUDGET_S = 0.5  # a call answer slower than this counts against the slow-db
 # Added to every chunk each way: a 200 ms round trip, slow enough that a call waiting on one
 # query would miss its budget, fast enough that the gateway can still start through it.
 SLOW_DB_DELAY_S = 0.1
+SIP_SETTLE_S = 3.0  # an INVITE unanswered this long after its phase is an error
 KILL_WINDOW_S = 1.0  # > the 200 ms flush interval plus a flush's own time under load
 UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 
@@ -113,6 +122,10 @@ class Gateway:
         log.close()
         harness.wait_ready(self.base + "/healthz", self.proc)
 
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def rss_kib(self) -> int:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -159,9 +172,13 @@ class SipClient(asyncio.DatagramProtocol):
             return
         fields = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
         call_id = fields.get("call-id", "")
-        if status == 302 and call_id in self.started:
-            self.tally.calls.add(call_id)
-            self.tally.call_latency.append(time.perf_counter() - self.started.pop(call_id))
+        started = self.started.pop(call_id, None)
+        if started is not None:
+            if status == 302:
+                self.tally.calls.add(call_id)
+                self.tally.call_latency.append(time.perf_counter() - started)
+            else:
+                self.tally.errors.append(f"sip {status}")
         ack = (f"ACK {head[0] and 'sip:x@127.0.0.1'} SIP/2.0\r\nVia: {fields.get('via', '')}\r\n"
                f"Max-Forwards: 70\r\nFrom: {fields.get('from', '')}\r\nTo: {fields.get('to', '')}"
                f"\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
@@ -195,6 +212,17 @@ class Load:
             t.add_done_callback(tasks.discard)
             i += 1
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.settle_sip()
+
+    async def settle_sip(self) -> None:
+        """Wait (bounded) for the INVITEs in flight; any still unanswered is an error."""
+        assert self.sip is not None
+        for _ in range(int(SIP_SETTLE_S / 0.05)):
+            if not self.sip.started:
+                break
+            await asyncio.sleep(0.05)
+        self.tally.errors.extend("sip unanswered" for _ in self.sip.started)
+        self.sip.started.clear()
 
     async def one(self, session: aiohttp.ClientSession) -> None:
         self.n += 1
@@ -349,7 +377,36 @@ async def verify(db: str, tally: Tally) -> dict[str, Any]:
             "duplicate_events": dup_events}
 
 
-async def soak(phase_s: float, rate: int, out: Any = sys.stdout) -> dict[str, Any]:
+class Memory:
+    """RSS of one gateway process, sampled every second after a warm-up, beside the number
+    of sessions its engine holds (`dni_engine_sessions`)."""
+
+    def __init__(self, gw: Gateway, http: aiohttp.ClientSession) -> None:
+        self.gw, self.http, self.pid = gw, http, gw.pid()
+        self.samples: list[int] = []
+        self.sessions: list[float] = []
+
+    async def sample(self, warmup_s: float) -> None:
+        await asyncio.sleep(warmup_s)
+        while True:
+            self.samples.append(self.gw.rss_kib())
+            self.sessions.append(await metric(self.gw, self.http, "dni_engine_sessions"))
+            await asyncio.sleep(1.0)
+
+    async def report(self) -> dict[str, Any]:
+        assert self.gw.pid() == self.pid, "sampled across a restart"
+        if len(self.samples) < 2:
+            return {"rss_samples": len(self.samples)}
+        grown = self.samples[-1] - self.samples[0]
+        added = self.sessions[-1] - self.sessions[0]
+        return {"rss_start_kib": self.samples[0], "rss_end_kib": self.samples[-1],
+                "rss_max_kib": max(self.samples), "rss_samples": len(self.samples),
+                "sessions_added": int(added),
+                "kib_per_session_added": round(grown / added, 2) if added > 0 else None}
+
+
+async def soak(phase_s: float, rate: int, out: Any = sys.stdout,
+               warmup_s: float = 10.0) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="dni-soak-"))
     work.chmod(0o755)
     config = work / "sites.toml"
@@ -370,10 +427,10 @@ async def soak(phase_s: float, rate: int, out: Any = sys.stdout) -> dict[str, An
     try:
         await asyncio.to_thread(gw.start)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            rss_start = gw.rss_kib()
+            memory = Memory(gw, http)
+            sampler = asyncio.create_task(memory.sample(warmup_s))
             await load.run(phase_s, http)
-            say("steady", rss_start_kib=rss_start, rss_end_kib=gw.rss_kib(),
-                errors=len(tally.errors))
+            say("steady", errors=len(tally.errors))
 
             errors_before = len(tally.errors)
             await asyncio.to_thread(server.stop)
@@ -387,6 +444,8 @@ async def soak(phase_s: float, rate: int, out: Any = sys.stdout) -> dict[str, An
             await asyncio.sleep(phase_s / 2)
             flushed = dict(tally.visits)
             await asyncio.sleep(0.5)  # past a flush: these visitors are in the database
+            sampler.cancel()
+            say("memory", **await memory.report())
             tally.killed_at = time.monotonic()
             gw.kill()
             await task
@@ -458,10 +517,12 @@ async def returning_keep_numbers(gw: Gateway, http: aiohttp.ClientSession,
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--phase-seconds", type=float, default=60)
+    p.add_argument("--phase-seconds", type=float, default=120)
     p.add_argument("--rate", type=int, default=40)
+    p.add_argument("--warmup-seconds", type=float, default=30,
+                   help="load before the first memory sample (imports, caches, pools)")
     args = p.parse_args()
-    report = asyncio.run(soak(args.phase_seconds, args.rate))
+    report = asyncio.run(soak(args.phase_seconds, args.rate, warmup_s=args.warmup_seconds))
     final = report["final"]
     ok = (final["visits_missing"] == 0 and final["calls_missing_count"] == 0
           and final["duplicate_events"] == 0 and final["writer_drained"])

@@ -17,9 +17,11 @@ RATE = 20  # operations per second: swaps, events, webhook calls and SIP INVITEs
 @pytest.mark.slow
 async def test_nothing_is_lost_through_faults() -> None:
     out = io.StringIO()
-    report = await soak(PHASE_S, RATE, out)
+    report = await soak(PHASE_S, RATE, out, warmup_s=0.5)
     phases, final = report["phases"], report["final"]
-    assert phases["steady"]["errors"] == 0, out.getvalue()
+    assert phases["steady"]["errors"] == 0, out.getvalue()  # SIP INVITEs unanswered included
+    memory = phases["memory"]
+    assert memory["rss_samples"] >= 2 and memory["sessions_added"] > 0, out.getvalue()
     assert phases["pg-down"]["errors"] == 0, out.getvalue()  # answered with the db down
     assert phases["pg-down"]["drained_after"] is True
     kill = phases["kill"]
