@@ -5,8 +5,9 @@
 
 Talks to the database directly, like `dni-gateway migrate` (DATABASE_URL, or the embedded
 server in DNI_DATA_DIR when it is unset), deletes in batches (`gateway.store.purge`) and prints
-how many rows of each kind went. A running gateway keeps what it holds in memory until it is
-restarted (see SECURITY.md).
+how many rows of each kind went; then does the same to the quarantine files of the spool in
+DNI_DATA_DIR (records Postgres refused, kept for an operator to look at). A running gateway
+keeps what it holds in memory until it is restarted (see SECURITY.md).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _caller(args: argparse.Namespace) -> int:
     if caller is None:
         return _refuse(f"--caller: {args.caller[:64]!r} is not a phone number")
     done = asyncio.run(_with_pool(lambda pool: purge_caller(pool, caller, batch=args.batch)))
-    print(f"purged the calls of {caller}: {done.summary()}")
+    print(f"purged the calls of {caller}: {done.summary()}, "
+          f"{_quarantine(caller=caller)} quarantined records")
     return 0
 
 
@@ -70,8 +72,17 @@ def _before(args: argparse.Namespace) -> int:
     done = asyncio.run(_with_pool(lambda pool: purge_before(pool, args.before,
                                                             batch=args.batch)))
     date = datetime.fromtimestamp(args.before, UTC).isoformat()
-    print(f"purged what is older than {date}: {done.summary()}")
+    print(f"purged what is older than {date}: {done.summary()}, "
+          f"{_quarantine(before=args.before)} quarantined records")
     return 0
+
+
+def _quarantine(**which: Any) -> int:
+    """The same purge over the spool's quarantine files (records Postgres refused)."""
+    from gateway.settings import from_env
+    from gateway.store.spool import purge_quarantine
+
+    return purge_quarantine(from_env().data_dir / "spool", **which)
 
 
 def _refuse(message: str) -> int:

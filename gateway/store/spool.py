@@ -216,3 +216,55 @@ class Spool:
 
     def close(self) -> None:
         self._close_quietly()
+
+
+def purge_quarantine(spool_root: Path, *, before: float | None = None,
+                     caller: str | None = None) -> int:
+    """Delete quarantined records as `dni-gateway purge` deletes rows: those dated before
+    `before` (epoch seconds; the record's own time), or every call of `caller` (E.164) with
+    the status updates and overrides of those calls. Covers every worker slot's spool under
+    `spool_root`. Each file is rewritten whole (a temporary file, fsync'd, renamed over it)
+    and removed once empty; returns how many records went.
+
+    Quarantine files are small (records Postgres refused), so they are read whole."""
+    files = sorted(spool_root.glob(f"**/{QUARANTINE_DIR}/*{SEGMENT_SUFFIX}"))
+    parsed = {path: [(line, _parsed(line)) for line in path.read_text("utf-8").splitlines()]
+              for path in files}
+    calls = {doc["r"].get("call_id") for lines in parsed.values() for _, doc in lines
+             if caller is not None and doc is not None and doc.get("t") == "call"
+             and doc["r"].get("caller") == caller}
+
+    def goes(line: str, doc: dict[str, Any] | None) -> bool:
+        if doc is None:  # not JSON (a torn write): judged by its text alone
+            return caller is not None and caller in line
+        r = doc.get("r", {})
+        if caller is not None:
+            return r.get("caller") == caller or (doc.get("t") != "session"
+                                                 and r.get("call_id") in calls)
+        at = r.get("at", doc.get("quarantined_at"))
+        return before is not None and isinstance(at, int | float) and at < before
+
+    removed = 0
+    for path, lines in parsed.items():
+        kept = [line for line, doc in lines if not goes(line, doc)]
+        if len(kept) == len(lines):
+            continue
+        removed += len(lines) - len(kept)
+        if not kept:
+            path.unlink()
+            continue
+        temporary = path.with_suffix(".purging")
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in kept))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    return removed
+
+
+def _parsed(line: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("r", {}), dict) else None

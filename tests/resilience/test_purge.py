@@ -5,18 +5,23 @@ is live (a retried webhook does not bring the call back)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from gateway.engine.records import CallRecord, SessionEvent
 from gateway.store.db import create_pool
 from gateway.store.purge import Purged, purge_before, purge_caller
+from gateway.store.records import CallUpdate
+from gateway.store.spool import Spool, purge_quarantine
 from gateway.web.keys import STATE
 from tests.conftest import Gateway
 from tests.web.test_swap import swap, wait_for
@@ -114,24 +119,66 @@ async def test_purge_caller_deletes_only_that_callers_calls(db_url: str,
     assert (await purge_caller(pool, CALLER)).total == 0
 
 
-def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(db_url: str, *args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url}
+    if data is not None:
+        env["DNI_DATA_DIR"] = str(data)
     return subprocess.run([sys.executable, "-m", "gateway", "purge", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-async def test_the_purge_command(db_url: str) -> None:
+def quarantined_call(call_id: str, caller: str | None, at: datetime) -> CallRecord:
+    return CallRecord(call_id=call_id, site="acme", source="Google Ads", to="+14155550101",
+                      caller=caller, forward_to="+18005550100", at=at.timestamp(),
+                      match=None, visitor=None, likelihood=None, candidates=())
+
+
+def quarantine(spool_dir: Path) -> None:
+    """Records Postgres refused, in the quarantine files of two worker slots."""
+    Spool(spool_dir).quarantine([
+        (quarantined_call("q_old", CALLER, OLD), "refused"),
+        (quarantined_call("q_new", OTHER, NEW), "refused"),
+        (CallUpdate(call_id="q_new", at=NEW.timestamp(), status="completed"), "refused"),
+        (SessionEvent(session="s_old", kind="ping", at=OLD.timestamp()), "refused")])
+    Spool(spool_dir / "w1").quarantine([(quarantined_call("q_w1", OTHER, OLD), "refused")])
+
+
+def left_in_quarantine(spool_dir: Path) -> list[tuple[str, str]]:
+    return sorted((doc["t"], doc["r"].get("call_id") or doc["r"]["session"])
+                  for path in spool_dir.glob("**/quarantine/*.jsonl")
+                  for doc in map(json.loads, path.read_text().splitlines()))
+
+
+def test_quarantined_records_are_purged_like_rows(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    quarantine(spool_dir)
+    assert purge_quarantine(spool_dir, caller=OTHER) == 3  # its two calls and an update
+    assert left_in_quarantine(spool_dir) == [("call", "q_old"), ("event", "s_old")]
+    assert not list((spool_dir / "w1").glob("quarantine/*"))  # emptied: removed
+    assert purge_quarantine(spool_dir, before=CUT.timestamp()) == 2
+    assert left_in_quarantine(spool_dir) == []
+    quarantine(spool_dir)
+    assert purge_quarantine(spool_dir, before=CUT.timestamp()) == 3
+    assert left_in_quarantine(spool_dir) == [("call", "q_new"), ("call_update", "q_new")]
+    assert purge_quarantine(spool_dir, caller="+19999999999") == 0
+
+
+async def test_the_purge_command(db_url: str, tmp_path: Path) -> None:
     await seed(db_url)
-    run = await asyncio.to_thread(cli, db_url, "--caller", "(415) 555-8888")
+    quarantine(tmp_path / "spool")
+    run = await asyncio.to_thread(cli, db_url, "--caller", "(415) 555-8888", data=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == ("purged the calls of +14155558888: 1 calls, 1 candidates, "
-                                  "1 matches, 0 sessions, 0 events, 0 visitors")
-    run = await asyncio.to_thread(cli, db_url, "--before", "2021-01-01", "--batch", "2")
+                                  "1 matches, 0 sessions, 0 events, 0 visitors, "
+                                  "3 quarantined records")
+    run = await asyncio.to_thread(cli, db_url, "--before", "2021-01-01", "--batch", "2",
+                                  data=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == (
         "purged what is older than 2021-01-01T00:00:00+00:00: 1 calls, 2 candidates, "
-        "1 matches, 1 sessions, 3 events, 2 visitors")
+        "1 matches, 1 sessions, 3 events, 2 visitors, 2 quarantined records")
     assert (await ids(db_url))["calls"] == {"c_new"}
+    assert left_in_quarantine(tmp_path / "spool") == []
 
 
 @pytest.mark.parametrize(("args", "says"), [
