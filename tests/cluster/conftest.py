@@ -59,13 +59,13 @@ class Workers:
                     DNI_LOG_LEVEL="warning", DNI_PUBLIC_URL="http://gateway.test",
                     DNI_TWILIO_AUTH_TOKEN="twilio-token-1", DNI_SHUTDOWN_GRACE="1",
                     # The lending protocol, not this busy machine's latency, is under test.
-                    DNI_LEND_WAIT="2", **extra)
+                    DNI_LEND_WAIT="2") | extra
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, **extra: str) -> None:
         self.ports.setdefault(i, free_port("127.0.0.1", socket.SOCK_STREAM))
         with open(self.tmp / f"w{i}.log", "ab") as log:
             self.procs[i] = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve"], env=self.env(i),
+                [sys.executable, "-m", "gateway", "serve"], env=self.env(i, **extra),
                 stdout=subprocess.DEVNULL, stderr=log)
 
     def url(self, i: int, path: str) -> str:
@@ -109,8 +109,8 @@ class Workers:
         self.procs[i].wait()
 
     async def swap(self, i: int, visitor: str | None = None,
-                   click: str = "x") -> dict[str, Any]:
-        body = {"site": "acme", "visitor": visitor, "url": f"https://acme.test/?gclid={click}",
+                   click: str = "x", site: str = "acme") -> dict[str, Any]:
+        body = {"site": site, "visitor": visitor, "url": f"https://acme.test/?gclid={click}",
                 "referrer": "https://www.google.com/"}
         async with self.http.post(self.url(i, "/v1/swap"), json=body,
                                   headers={"Origin": "https://acme.test",
