@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -33,11 +34,47 @@ async def workers_seen(port: int, tries: int = 40) -> set[str]:
     return seen
 
 
+def sip_options(port: int, n: int) -> int:
+    """OPTIONS from `n` sockets (n source ports: the kernel picks a worker by the peer's
+    address); how many got 200."""
+    ok = 0
+    for k in range(n):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2.0)
+            s.bind(("127.0.0.1", 0))
+            s.sendto((f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1]};branch=z9hG4bKsup{k}\r\n"
+                      f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{k}\r\n"
+                      f"To: <sip:127.0.0.1>\r\nCall-ID: sup-{k}\r\nCSeq: 1 OPTIONS\r\n"
+                      f"Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+            with contextlib.suppress(TimeoutError):
+                ok += s.recv(4096).startswith(b"SIP/2.0 200")
+    return ok
+
+
+async def workers_answering_sip(port: int, tries: int = 40) -> set[str]:
+    """Workers whose /metrics count SIP OPTIONS (every sample carries the worker's id)."""
+    seen: set[str] = set()
+    for _ in range(tries):
+        try:
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("dni_sip_requests_total{") and 'method="OPTIONS"' in line \
+                            and float(line.rsplit(" ", 1)[1]) > 0:
+                        seen.add(line.split('worker="', 1)[1].split('"', 1)[0])
+        except (aiohttp.ClientError, OSError):
+            pass
+    return seen
+
+
 async def test_workers_share_the_port_and_a_dead_one_is_restarted(
         db_url: str, tmp_path: Path) -> None:
     await load_config(db_url, cluster_config())
     port = free_port("127.0.0.1", socket.SOCK_STREAM)
+    sip_port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     env = dict(os.environ, DATABASE_URL=db_url, DNI_PORT=str(port), DNI_HOST="127.0.0.1",
+               DNI_SIP_HOST="127.0.0.1", DNI_SIP_PORT=str(sip_port),
                DNI_ADMIN_KEY=ADMIN_KEY, DNI_DATA_DIR=str(tmp_path / "data"),
                DNI_LEASE_TTL="3", DNI_LOG_LEVEL="warning", DNI_SHUTDOWN_GRACE="1")
     with open(tmp_path / "sup.log", "ab") as log:
@@ -49,6 +86,9 @@ async def test_workers_share_the_port_and_a_dead_one_is_restarted(
         while len(seen) < 2 and time.monotonic() < deadline:
             seen |= await workers_seen(port, tries=10)
         assert len(seen) == 2, (tmp_path / "sup.log").read_text()[-3000:]
+        # The SIP port is shared too: every probe answered, by both workers.
+        assert await asyncio.to_thread(sip_options, sip_port, 24) == 24
+        assert await workers_answering_sip(port) == seen
         ids = {r["pid"]: r["id"] for r in await rows(
             db_url, "SELECT pid, id FROM gateway_workers WHERE expires_at > now()")}
         pids = set(ids)
