@@ -6,7 +6,11 @@ SIPp had to retransmit and the datagrams the kernel dropped at the server's sock
 receive buffer full): drops at a server while the others pass at the same rate mean that server
 fell behind, not SIPp.
 
-Run: .venv/bin/python -m bench.bench_sip [--rates 1000,2000,4000] [--seconds 5]
+`--workers 1,2` adds a column for `serve --workers 2` (both cores; SIPp then sends each call
+from its own socket, `-t un`, so that the kernel spreads calls over the workers sharing the
+port; SIPp, PostgreSQL and the workers share the machine's two cores).
+
+Run: .venv/bin/python -m bench.bench_sip [--rates 1000,2000,4000] [--seconds 5] [--workers 1,2]
 Needs Debian's sip-tester (sipp) and, for the Kamailio column, kamailio.
 """
 
@@ -32,6 +36,9 @@ ROOT = harness.ROOT
 POOL = 1000  # numbers: 100,000 live sessions spread 100 per number
 SESSIONS = 100_000
 FORWARD = "+18005550100"
+# SIPp's socket cap (its default, 50,000, exceeds the open-file limit here and SIPp refuses to
+# run with -t un): one socket per call lives for the call's few milliseconds.
+MAX_SOCKETS = 10_000
 
 
 def numbers() -> list[str]:
@@ -78,7 +85,7 @@ def sipp_step(target: int, rate: int, seconds: int, sc: Path, inf: Path,
     started = time.perf_counter()
     out = subprocess.run(
         ["sipp", "-sf", str(sc), "-inf", str(inf), "-t", transport, "-r", str(rate),
-         "-m", str(calls),
+         "-m", str(calls), "-max_socket", str(MAX_SOCKETS), "-i", "127.0.0.1",
          "-l", str(rate * 4), "-nostdin", "-timeout", f"{seconds * 4 + 10}s", "-timeout_error",
          "-recv_timeout", "5000", "-max_recv_loops", "10000", f"127.0.0.1:{target}"],
         capture_output=True, text=True, check=False).stdout
