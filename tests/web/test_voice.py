@@ -187,6 +187,35 @@ async def test_call_log_filters_and_paginates(gateway: Gateway, db_url: str) -> 
     assert (await c.get("/v1/calls")).status == 401
 
 
+async def test_call_log_filters_by_source_time_and_likelihood(gateway: Gateway,
+                                                               db_url: str) -> None:
+    v = await swap(gateway)
+    await post_call(gateway, "CA750", "+14155550199")  # offline: no likelihood
+    await asyncio.sleep(0.05)
+    await post_call(gateway, "CA751", v["number"])  # the pool: matched with a likelihood
+    await asyncio.sleep(0.05)
+    await post_call(gateway, "CA752", "+14155550199")
+    await wait_for(db_url, "SELECT count(*) FROM calls", 3)
+    c, auth = gateway.client, gateway.auth
+
+    async def ids(query: str) -> list[str]:
+        resp = await c.get(f"/v1/calls?{query}", headers=auth)
+        assert resp.status == 200, await resp.text()
+        return [x["id"] for x in (await resp.json())["calls"]]
+
+    rows = {x["id"]: x for x in (await (await c.get("/v1/calls", headers=auth)).json())["calls"]}
+    assert await ids("source=Google%20Ads") == ["CA751"]
+    assert await ids("source=Billboard%20I-80&site=acme") == ["CA752", "CA750"]
+    assert await ids("site=other") == []
+    assert await ids("min_likelihood=0.01") == ["CA751"]
+    assert await ids("max_likelihood=0.01") == []
+    middle = rows["CA751"]["at"]
+    assert await ids(f"from={middle}") == ["CA752", "CA751"]  # from: inclusive
+    assert await ids(f"to={middle}") == ["CA750"]  # to: exclusive
+    assert await ids(f"from={middle}&to={rows['CA752']['at']}") == ["CA751"]
+    assert await ids("from=2000-01-01&to=2000-01-02T00:00:00Z") == []
+
+
 async def test_call_is_forwarded_while_postgres_is_down(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.run_in_executor(None, pg.Restartable)
