@@ -28,6 +28,7 @@ from gateway.engine.errors import InvalidInput
 from gateway.engine.phones import MAX_NUMBER_LENGTH, PARSE_CACHE_SIZE, national, parse_e164
 from gateway.engine.rules import CLICK_IDS, PRESET_NAMES, MatchRule
 from tests.resilience.conftest import properties
+from tests.sip import test_fuzz as sip_fuzz
 
 PARSE_BUDGET_S = 0.1  # one parse at the length caps: ~100x its usual cost, far below a stall
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -202,3 +203,26 @@ def test_parse_cache_is_bounded() -> None:
     for i in range(1000):
         parse_e164(f"+1415{i:07d}")
     assert parse_e164.cache_info().currsize <= PARSE_CACHE_SIZE
+
+
+# The SIP codec and transaction layer: the default suite runs 200 examples of each
+# (tests/sip/test_fuzz.py); these are the long runs of the same properties.
+@pytest.mark.resilience
+@properties(20_000)
+@given(st.binary(max_size=2048))
+def test_sip_random_bytes_long(data: bytes) -> None:
+    sip_fuzz.check_parse(data)
+
+
+@pytest.mark.resilience
+@properties(50_000)
+@given(sip_fuzz.mutated())
+def test_sip_mutated_messages_long(data: bytes) -> None:
+    sip_fuzz.check_parse(data)
+
+
+@pytest.mark.resilience
+@properties(10_000)
+@given(st.lists(sip_fuzz.mutated(), min_size=1, max_size=5))
+def test_sip_layer_never_raises_long(datagrams: list[bytes]) -> None:
+    sip_fuzz.test_layer_never_raises.hypothesis.inner_test(datagrams)  # type: ignore[attr-defined]
