@@ -77,3 +77,12 @@ def test_progress_goes_to_the_callback() -> None:
     run_scenario("desktop-short", 20, days=1, seed=1, progress=lines.append, daily_visitors=100)
     assert lines
     assert lines[-1].startswith("[1/1] desktop-short 1/20")
+
+
+def test_wilson_interval() -> None:
+    """The textbook values (Wilson 1927; e.g. 50 of 100 -> 40.4%-59.6%), and the ends."""
+    assert simulate.wilson(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    lo, hi = simulate.wilson(0.97, 700)
+    assert lo == pytest.approx(0.9546, abs=1e-4) and hi == pytest.approx(0.9803, abs=1e-4)
+    assert simulate.wilson(1.0, 10)[1] == 1.0 and simulate.wilson(0.0, 10)[0] == 0.0
+    assert simulate.wilson(0.9, 0) == (0.0, 1.0)
