@@ -33,13 +33,26 @@ from scoring.features import CallContext, Timeline
 from scoring.model import MIXED, profile_names
 from scoring.naive import NaivePool
 from scoring.oracle import EarlierCall, Oracle
-from scoring.traffic import SCENARIOS, SimCall, SimSession, Traffic, generate, scenario
+from scoring.sizing import Traffic as SizingTraffic
+from scoring.sizing import advise, busy_hour
+from scoring.traffic import (
+    DAY_S,
+    EPOCH,
+    HOUR_S,
+    SCENARIOS,
+    SimCall,
+    SimSession,
+    Traffic,
+    generate,
+    scenario,
+)
 
 RATIOS: tuple[int, ...] = (10, 20, 40, 60, 100)  # issue 6: 1 number per N daily visitors
 AUTO = "auto"  # --profile: each scenario scored with the profile fitted on it, if packaged
 UNLIMITED = None  # a pool so large no number is ever reused within the run
 MATCH_WINDOW_S = 30 * 86_400.0  # issue 6: default match window of 30 days
 IDLE_TIMEOUT_S = 1800.0  # the engine's default reservation idle timeout (design: 30 min)
+SIZING_TARGET = 0.02  # the accuracy report's default: at most 2% of peak new visitors sharing
 SITE_KEY = "sim"
 BUSINESS = "+18005550100"  # the number printed on the simulated site
 NUMBER_BLOCK = "+14152"  # tracking numbers +1 415 2xx xxxx (valid NANP, phonenumbers agrees)
@@ -136,12 +149,27 @@ class Report:
     rows: tuple[Row, ...]
     seconds: float = 0.0
     profile: str = MIXED  # the scoring profile the simulated site's sources used
+    sizing: tuple[Sizing, ...] = ()  # what the accuracy report's pool sizing says, per pool
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def table(self) -> str:
         return format_table(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """The accuracy report's pool-sizing advice (`scoring.sizing`: Erlang B at the peak hour)
+    for one source's pool at one ratio, measured on the simulated sessions as
+    `gateway.store.reports` measures stored ones."""
+
+    ratio: int
+    source: str
+    pool: int
+    recommended: int
+    verdict: str
+    peak_sharing: float  # Erlang B: share of the peak hour's new visitors who find no free number
 
 
 @dataclass(slots=True)
@@ -182,8 +210,33 @@ def run_scenario(
         tick = _ticker(progress, f"[{i + 1}/{len(ratios)}] {label}")
         rows.append(replay(traffic, r, seed=seed, engine_factory=engine_factory, tick=tick,
                            profile=profile).row)
+    sizing = tuple(a for r in ratios if r is not None for a in sizing_advice(traffic, r))
     return Report(name, days, seed, params.daily_visitors, traffic.visitors,
-                  len(traffic.sessions), tuple(rows), time.perf_counter() - started, profile)
+                  len(traffic.sessions), tuple(rows), time.perf_counter() - started, profile,
+                  sizing)
+
+
+def sizing_advice(traffic: Traffic, ratio: int) -> list[Sizing]:
+    """Each source's pool at `ratio` as the accuracy report sizes it: the busy hour's new
+    sessions (the busier half of the days) times the mean reservation (active time plus the
+    idle timeout), against Erlang B at the report's default 2% sharing target."""
+    _, pools = site_config(traffic, ratio)
+    out = []
+    for index, (spec, pool) in enumerate(zip(traffic.params.sources, pools, strict=True)):
+        mine = [x for x in traffic.sessions if x.source == index]
+        counts: dict[tuple[int, int], int] = {}
+        for x in mine:
+            day, second = divmod(x.start - EPOCH, DAY_S)
+            key = (int(day), int(second // HOUR_S))
+            counts[key] = counts.get(key, 0) + 1
+        busy = busy_hour([{"day": d, "hour": h, "sessions": n, "fresh": 0, "blocked": 0}
+                          for (d, h), n in counts.items()], traffic.days)
+        active = sum(x.end - x.start for x in mine) / len(mine) if mine else 0.0
+        advice = advise(SizingTraffic(len(pool), busy.sessions, active + IDLE_TIMEOUT_S),
+                        SIZING_TARGET)
+        out.append(Sizing(ratio, spec.name, len(pool), advice.recommended, advice.verdict,
+                          advice.blocking))
+    return out
 
 
 def replay(
@@ -219,7 +272,8 @@ def site_config(traffic: Traffic, ratio: int | None, profile: str = MIXED,
         first += size
     sources = [
         {"name": spec.name, "kind": "online", "match": dict(spec.match), "forward_to": BUSINESS,
-         "numbers": pool, **({} if profile == MIXED else {"scoring": profile})}
+         "numbers": pool, "idle_timeout": IDLE_TIMEOUT_S,
+         **({} if profile == MIXED else {"scoring": profile})}
         for spec, pool in zip(p.sources, pools, strict=True)
     ]
     site = {"key": SITE_KEY, "name": "Simulated site", "swap_targets": [BUSINESS],
@@ -534,6 +588,13 @@ def targets(report: Report) -> list[str]:
     if 60 in by:
         lift = 100 * (by[60].accuracy - by[60].naive)
         out.append(f"  1/60 vs naive: {lift:+.1f} pt ({'ok' if lift >= 2 else 'MISSED'}: >= +2)")
+    largest = max(report.sizing, key=lambda a: a.pool, default=None)
+    if largest is not None:
+        sized = ", ".join(
+            f"1/{a.ratio} {a.pool} -> {a.recommended} ({a.peak_sharing:.0%} sharing)"
+            for a in report.sizing if a.source == largest.source)
+        out.append(f"  accuracy report's sizing of {largest.source} (Erlang B, 2% target): "
+                   f"{sized}")
     if 20 in by:
         row = by[20]
         soon = 100 * row.soon_accuracy

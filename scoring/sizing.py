@@ -33,7 +33,9 @@ a source's traffic over a period; this module turns the figures into advice a us
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scoring.erlang import erlang_b, offered_load, servers_for
 
@@ -151,3 +153,32 @@ def disagreement(measured: float | None, predicted: float, sample: int) -> str:
                 f"{predicted:.1%} predicted, so the peak is calmer than a Poisson hour and the "
                 "advice errs on the safe side")
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class BusyHour:
+    """The time-consistent busy hour of a source: the UTC hour of day with the most new
+    sessions over the period, and its figures averaged over the busier half of the days (as
+    Erlang B sizing wants a peak that recurs, not one freak day)."""
+
+    hour: int | None  # UTC hour of day (None: no sessions)
+    sessions: float  # mean new sessions in that hour over the busier half of the days
+    fresh: int  # new visitors in it on those days
+    blocked: int  # ... who started on a reserved number
+
+
+def busy_hour(rows: Sequence[Mapping[str, Any]], day_buckets: int) -> BusyHour:
+    """From (day, hour, sessions, fresh, blocked) rows: the busy hour and its figures."""
+    by_hour = [0] * 24
+    for r in rows:
+        by_hour[r["hour"]] += r["sessions"]
+    if not any(by_hour):
+        return BusyHour(None, 0.0, 0, 0)
+    hour = max(range(24), key=lambda h: (by_hour[h], -h))
+    days = {d: (0, 0, 0) for d in range(day_buckets)}
+    for r in rows:
+        if r["hour"] == hour:
+            days[r["day"]] = (r["sessions"], r["fresh"], r["blocked"])
+    busiest = sorted(days.values(), reverse=True)[:max(1, math.ceil(day_buckets / 2))]
+    return BusyHour(hour, sum(d[0] for d in busiest) / len(busiest),
+                    sum(d[1] for d in busiest), sum(d[2] for d in busiest))

@@ -36,6 +36,7 @@ import asyncpg
 from gateway.engine.config import Config, SiteConfig, SourceConfig, parse_config
 from scoring import replay as replays
 from scoring import sizing
+from scoring.sizing import busy_hour
 
 DEFAULT_THRESHOLD = 0.9  # issue 7: calls attached below 0.9 likelihood are "not confident"
 DEFAULT_TARGET = 0.02  # issue 7: recommend the smallest pool sharing at most 2% at peak
@@ -340,33 +341,6 @@ async def _measure(conn: asyncpg.Connection, site: SiteConfig, p: Period,
         calls={r["source"]: r for r in await conn.fetch(CALL_FIGURES, key, a, b, threshold)},
         histogram=histogram, per_number=per_number,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class BusyHour:
-    """The time-consistent busy hour of a source (see the module docstring)."""
-
-    hour: int | None  # UTC hour of day (None: no sessions)
-    sessions: float  # mean new sessions in that hour over the busier half of the days
-    fresh: int  # new visitors in it on those days
-    blocked: int  # ... who started on a reserved number
-
-
-def busy_hour(rows: Sequence[Mapping[str, Any]], day_buckets: int) -> BusyHour:
-    """From (day, hour, sessions, fresh, blocked) rows: the busy hour and its figures."""
-    by_hour = [0] * 24
-    for r in rows:
-        by_hour[r["hour"]] += r["sessions"]
-    if not any(by_hour):
-        return BusyHour(None, 0.0, 0, 0)
-    hour = max(range(24), key=lambda h: (by_hour[h], -h))
-    days = {d: (0, 0, 0) for d in range(day_buckets)}
-    for r in rows:
-        if r["hour"] == hour:
-            days[r["day"]] = (r["sessions"], r["fresh"], r["blocked"])
-    busiest = sorted(days.values(), reverse=True)[:max(1, math.ceil(day_buckets / 2))]
-    return BusyHour(hour, sum(d[0] for d in busiest) / len(busiest),
-                    sum(d[1] for d in busiest), sum(d[2] for d in busiest))
 
 
 def reserved_by_hour(seconds: Sequence[float], period: Period) -> list[float]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store.reports import Period, busy_hour, hour_exposure, reserved_by_hour
+from gateway.store.reports import Period, hour_exposure, reserved_by_hour
 from scoring import sizing
 from scoring.erlang import erlang_b
-from scoring.sizing import FEWER, MORE, RIGHT, Traffic, advise, verdict
+from scoring.sizing import FEWER, MORE, RIGHT, Traffic, advise, busy_hour, verdict
 
 
 @pytest.mark.parametrize(("load", "target", "pool"), [

@@ -10,6 +10,7 @@ import pytest
 
 from scoring import simulate
 from scoring.simulate import Report, Row, run_scenario
+from scoring.traffic import scenario
 
 SMALL = {"daily_visitors": 300.0, "call_rate": 0.05}
 
@@ -86,3 +87,21 @@ def test_wilson_interval() -> None:
     assert lo == pytest.approx(0.9546, abs=1e-4) and hi == pytest.approx(0.9803, abs=1e-4)
     assert simulate.wilson(1.0, 10)[1] == 1.0 and simulate.wilson(0.0, 10)[0] == 0.0
     assert simulate.wilson(0.9, 0) == (0.0, 1.0)
+
+
+def test_the_report_says_what_the_accuracy_reports_sizing_would() -> None:
+    """Each source's pool at each ratio is sized as the accuracy report sizes stored traffic:
+    the same recommendation whatever the pool (it depends on the traffic alone), "more
+    numbers" exactly where the pool is below it, and the table says so."""
+    report = run_scenario("default", [10, 100], days=3, seed=2)
+    sources = [s.name for s in scenario("default").sources]
+    assert [(a.ratio, a.source) for a in report.sizing] == [
+        (r, name) for r in (10, 100) for name in sources]
+    for name in sources:
+        ten, hundred = (a for a in report.sizing if a.source == name)
+        assert ten.recommended == hundred.recommended > 0
+        assert hundred.pool < ten.pool and hundred.peak_sharing > ten.peak_sharing
+        for a in (ten, hundred):
+            assert (a.verdict == "more numbers") == (a.pool < a.recommended)
+    assert "accuracy report's sizing of Google Ads (Erlang B, 2% target): 1/10 50 -> " \
+        in report.table()
