@@ -58,10 +58,11 @@ def _caller(args: argparse.Namespace) -> int:
     caller = parse_e164(args.caller.strip())
     if caller is None:
         return _refuse(f"--caller: {args.caller[:64]!r} is not a phone number")
-    done = asyncio.run(_with_pool(lambda pool: purge_caller(pool, caller, batch=args.batch)))
-    print(f"purged the calls of {caller}: {done.summary()}, "
-          f"{_quarantine(caller=caller)} quarantined records")
-    return 0
+    ids: list[str] = []
+    done = asyncio.run(_with_pool(lambda pool: purge_caller(pool, caller, batch=args.batch,
+                                                            deleted=ids)))
+    print(f"purged the calls of {caller}: {done.summary()}", flush=True)
+    return _quarantine(caller=caller, call_ids=ids)
 
 
 def _before(args: argparse.Namespace) -> int:
@@ -69,20 +70,33 @@ def _before(args: argparse.Namespace) -> int:
 
     if args.before > time.time():
         return _refuse("--before is in the future: that would delete live traffic")
+    ids: list[str] = []
     done = asyncio.run(_with_pool(lambda pool: purge_before(pool, args.before,
-                                                            batch=args.batch)))
+                                                            batch=args.batch, deleted=ids)))
     date = datetime.fromtimestamp(args.before, UTC).isoformat()
-    print(f"purged what is older than {date}: {done.summary()}, "
-          f"{_quarantine(before=args.before)} quarantined records")
-    return 0
+    print(f"purged what is older than {date}: {done.summary()}", flush=True)
+    return _quarantine(before=args.before, call_ids=ids)
 
 
 def _quarantine(**which: Any) -> int:
-    """The same purge over the spool's quarantine files (records Postgres refused)."""
+    """The same purge over the spool's quarantine files (records Postgres refused, kept by the
+    gateway in DNI_DATA_DIR): prints where it looked and how many went; 1 when it could not."""
     from gateway.settings import from_env
     from gateway.store.spool import purge_quarantine
 
-    return purge_quarantine(from_env().data_dir / "spool", **which)
+    spool = from_env().data_dir.resolve() / "spool"
+    if not spool.is_dir():
+        print(f"no spool at {spool} (set DNI_DATA_DIR to the gateway's): no quarantined "
+              "records purged")
+        return 0
+    try:
+        removed = purge_quarantine(spool, **which)
+    except OSError as exc:
+        print(f"dni-gateway purge: the quarantine files under {spool} could not be purged: "
+              f"{exc}", file=sys.stderr)
+        return 1
+    print(f"purged {removed} quarantined records under {spool}")
+    return 0
 
 
 def _refuse(message: str) -> int:

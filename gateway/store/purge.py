@@ -78,8 +78,9 @@ def _count(status: str) -> int:
 
 
 async def _calls(pool: asyncpg.Pool, select: str, key: object, batch: int,
-                 out: Purged) -> None:
-    """Delete the calls `select` finds (with candidates and matches), `batch` at a time."""
+                 out: Purged, *, deleted: list[str] | None) -> None:
+    """Delete the calls `select` finds (with candidates and matches), `batch` at a time;
+    their ids go to `deleted` when given."""
     while True:
         async with pool.acquire() as conn, conn.transaction():
             ids = [r["id"] for r in await conn.fetch(select, key, batch)]
@@ -88,6 +89,8 @@ async def _calls(pool: asyncpg.Pool, select: str, key: object, batch: int,
             out.candidates += _count(await conn.execute(DELETE_CANDIDATES, ids))
             out.matches += _count(await conn.execute(DELETE_MATCHES, ids))
             out.calls += _count(await conn.execute(DELETE_CALLS, ids))
+        if deleted is not None:
+            deleted.extend(ids)
         if len(ids) < batch:
             return
 
@@ -114,17 +117,21 @@ async def _visitors(pool: asyncpg.Pool, before: float, batch: int, out: Purged) 
             return
 
 
-async def purge_before(pool: asyncpg.Pool, before: float, *, batch: int = BATCH) -> Purged:
-    """Delete calls, sessions, events and visitors older than `before` (epoch seconds)."""
+async def purge_before(pool: asyncpg.Pool, before: float, *, batch: int = BATCH,
+                       deleted: list[str] | None = None) -> Purged:
+    """Delete calls, sessions, events and visitors older than `before` (epoch seconds);
+    the ids of the deleted calls go to `deleted` when given."""
     out = Purged()
-    await _calls(pool, CALLS_BEFORE, before, batch, out)
+    await _calls(pool, CALLS_BEFORE, before, batch, out, deleted=deleted)
     await _sessions(pool, before, batch, out)
     await _visitors(pool, before, batch, out)  # after sessions: only visitors left without any
     return out
 
 
-async def purge_caller(pool: asyncpg.Pool, caller: str, *, batch: int = BATCH) -> Purged:
-    """Delete every call from `caller` (E.164, as stored) with candidates and matches."""
+async def purge_caller(pool: asyncpg.Pool, caller: str, *, batch: int = BATCH,
+                       deleted: list[str] | None = None) -> Purged:
+    """Delete every call from `caller` (E.164, as stored) with candidates and matches; the
+    ids of the deleted calls go to `deleted` when given."""
     out = Purged()
-    await _calls(pool, CALLS_OF, caller, batch, out)
+    await _calls(pool, CALLS_OF, caller, batch, out, deleted=deleted)
     return out

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import math
 import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +199,7 @@ class Spool:
                         + "\n" for record, reason in refused)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as f:
-                f.write(lines.encode())
-                f.flush()
-                os.fsync(f.fileno())
+            _append_locked(path, lines.encode())
         except OSError as exc:
             raise SpoolError(f"quarantine write failed: {exc}") from exc
         return path
@@ -218,53 +219,120 @@ class Spool:
         self._close_quietly()
 
 
-def purge_quarantine(spool_root: Path, *, before: float | None = None,
-                     caller: str | None = None) -> int:
-    """Delete quarantined records as `dni-gateway purge` deletes rows: those dated before
-    `before` (epoch seconds; the record's own time), or every call of `caller` (E.164) with
-    the status updates and overrides of those calls. Covers every worker slot's spool under
-    `spool_root`. Each file is rewritten whole (a temporary file, fsync'd, renamed over it)
-    and removed once empty; returns how many records went.
 
-    Quarantine files are small (records Postgres refused), so they are read whole."""
-    files = sorted(spool_root.glob(f"**/{QUARANTINE_DIR}/*{SEGMENT_SUFFIX}"))
-    parsed = {path: [(line, _parsed(line)) for line in path.read_text("utf-8").splitlines()]
-              for path in files}
-    calls = {doc["r"].get("call_id") for lines in parsed.values() for _, doc in lines
-             if caller is not None and doc is not None and doc.get("t") == "call"
-             and doc["r"].get("caller") == caller}
-
-    def goes(line: str, doc: dict[str, Any] | None) -> bool:
-        if doc is None:  # not JSON (a torn write): judged by its text alone
-            return caller is not None and caller in line
-        r = doc.get("r", {})
-        if caller is not None:
-            return r.get("caller") == caller or (doc.get("t") != "session"
-                                                 and r.get("call_id") in calls)
-        at = r.get("at", doc.get("quarantined_at"))
-        return before is not None and isinstance(at, int | float) and at < before
-
-    removed = 0
-    for path, lines in parsed.items():
-        kept = [line for line, doc in lines if not goes(line, doc)]
-        if len(kept) == len(lines):
-            continue
-        removed += len(lines) - len(kept)
-        if not kept:
-            path.unlink()
-            continue
-        temporary = path.with_suffix(".purging")
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in kept))
+def _append_locked(path: Path, data: bytes) -> None:
+    """Append and fsync under the file's lock (`purge_quarantine` rewrites files under it):
+    if a purge replaced or removed the file while this waited, append to the new one."""
+    for _ in range(10):
+        with open(path, "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when `f` closes
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                continue
+            if current != os.fstat(f.fileno()).st_ino:
+                continue
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
+            return
+    raise OSError(f"{path} kept changing under its lock")
+
+
+def purge_quarantine(spool_root: Path, *, before: float | None = None,
+                     caller: str | None = None, call_ids: Iterable[str] = ()) -> int:
+    """Delete quarantined records as `dni-gateway purge` deletes rows: those dated before
+    `before` (epoch seconds; the record's own time), or every call of `caller` (E.164); and,
+    with either, the status updates and overrides of those calls and of `call_ids` (the calls
+    the database purge deleted). Covers every worker slot's spool under `spool_root`; returns
+    how many records went.
+
+    A day's file (`YYYY-MM-DD.jsonl`, the UTC day its records were quarantined) wholly before
+    `before` is deleted whole. Any other file is rewritten (a temporary file, fsync'd, renamed
+    over it, or removed once empty) while holding its lock, which `Spool.quarantine` takes too:
+    a record a running gateway quarantines meanwhile is never lost. Quarantine files are small
+    (records Postgres refused), so they are read whole."""
+    files = sorted(spool_root.glob(f"**/{QUARANTINE_DIR}/*{SEGMENT_SUFFIX}"))
+    calls: set[Any] = set(call_ids)
+    if caller is not None:  # the caller's own calls in quarantine, whichever file holds them
+        for path in files:
+            for doc in map(_parsed, _lines(path)):
+                r = doc.get("r", {}) if doc is not None else {}
+                if doc is not None and doc.get("t") == "call" and r.get("caller") == caller:
+                    calls.add(r.get("call_id"))
+    removed = 0
+    for path in files:
+        removed += _purge_file(path, before, caller, calls)
     return removed
 
 
-def _parsed(line: str) -> dict[str, Any] | None:
+def _purge_file(path: Path, before: float | None, caller: str | None, calls: set[Any]) -> int:
+    with open(path, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when `held` closes
+        lines = held.read().split(b"\n")
+        lines = [line for line in lines if line]
+        if before is not None and _day_end(path) <= before:
+            path.unlink()
+            return len(lines)
+        kept = [line for line in lines if not _goes(line, _parsed(line), before, caller, calls)]
+        if len(kept) == len(lines):
+            return 0
+        if not kept:
+            path.unlink()
+        else:
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".purging-")
+            try:
+                with os.fdopen(handle, "wb") as f:
+                    f.write(b"".join(line + b"\n" for line in kept))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+        _fsync_directory(path.parent)
+        return len(lines) - len(kept)
+
+
+def _goes(line: bytes, doc: dict[str, Any] | None, before: float | None, caller: str | None,
+          calls: set[Any]) -> bool:
+    if doc is None:  # not JSON (a torn write, bytes that are not UTF-8): judged by its text
+        return caller is not None and caller.encode() in line
+    kind, r = doc.get("t"), doc.get("r", {})
+    if kind != "session" and r.get("call_id") in calls:
+        return True
+    if caller is not None:
+        return bool(r.get("caller") == caller)
+    at = r.get("at", doc.get("quarantined_at"))
+    return before is not None and isinstance(at, int | float) and at < before
+
+
+def _day_end(path: Path) -> float:
+    """When the UTC day a quarantine file is named after ends (inf for another name)."""
+    try:
+        day = datetime.strptime(path.name.removesuffix(SEGMENT_SUFFIX), "%Y-%m-%d")
+    except ValueError:
+        return math.inf
+    return day.replace(tzinfo=UTC).timestamp() + 86_400.0
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().split(b"\n") if line]
+
+
+def _parsed(line: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(line)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError included
         return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("r", {}), dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("r", {}), dict):
+        return None
+    return doc
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,11 +135,14 @@ def quarantined_call(call_id: str, caller: str | None, at: datetime) -> CallReco
 
 
 def quarantine(spool_dir: Path) -> None:
-    """Records Postgres refused, in the quarantine files of two worker slots."""
+    """Records Postgres refused, in the quarantine files of two worker slots: calls, a status
+    update of a quarantined call and one of a call the database holds (c_other, OTHER's)."""
     Spool(spool_dir).quarantine([
         (quarantined_call("q_old", CALLER, OLD), "refused"),
         (quarantined_call("q_new", OTHER, NEW), "refused"),
         (CallUpdate(call_id="q_new", at=NEW.timestamp(), status="completed"), "refused"),
+        (CallUpdate(call_id="c_other", at=NEW.timestamp(), recording_url="https://r/1"),
+         "refused"),
         (SessionEvent(session="s_old", kind="ping", at=OLD.timestamp()), "refused")])
     Spool(spool_dir / "w1").quarantine([(quarantined_call("q_w1", OTHER, OLD), "refused")])
 
@@ -152,33 +156,83 @@ def left_in_quarantine(spool_dir: Path) -> list[tuple[str, str]]:
 def test_quarantined_records_are_purged_like_rows(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     quarantine(spool_dir)
-    assert purge_quarantine(spool_dir, caller=OTHER) == 3  # its two calls and an update
+    # OTHER's two quarantined calls, the update of one, and the update of the call the
+    # database purge deleted (its id comes from there: the update alone names no caller).
+    assert purge_quarantine(spool_dir, caller=OTHER, call_ids=["c_other"]) == 4
     assert left_in_quarantine(spool_dir) == [("call", "q_old"), ("event", "s_old")]
     assert not list((spool_dir / "w1").glob("quarantine/*"))  # emptied: removed
     assert purge_quarantine(spool_dir, before=CUT.timestamp()) == 2
     assert left_in_quarantine(spool_dir) == []
     quarantine(spool_dir)
     assert purge_quarantine(spool_dir, before=CUT.timestamp()) == 3
-    assert left_in_quarantine(spool_dir) == [("call", "q_new"), ("call_update", "q_new")]
+    assert left_in_quarantine(spool_dir) == [
+        ("call", "q_new"), ("call_update", "c_other"), ("call_update", "q_new")]
     assert purge_quarantine(spool_dir, caller="+19999999999") == 0
+    assert not list(spool_dir.glob("**/.purging-*"))  # no temporary file left behind
+
+
+def test_a_whole_day_before_the_date_goes_with_what_cannot_be_read(tmp_path: Path) -> None:
+    """A day's file wholly before --before is deleted whole, lines that do not parse too;
+    a later day's unreadable line is kept unless it holds the caller's number."""
+    directory = tmp_path / "spool" / "quarantine"
+    directory.mkdir(parents=True)
+    (directory / "2020-06-01.jsonl").write_bytes(b'{"t":"call","r":{}}\n\xff torn')
+    (directory / "2022-06-01.jsonl").write_bytes(
+        b"\xff torn " + OTHER.encode() + b"\n\xfe other\n")
+    assert purge_quarantine(tmp_path / "spool", before=CUT.timestamp()) == 2
+    assert sorted(x.name for x in directory.iterdir()) == ["2022-06-01.jsonl"]
+    assert purge_quarantine(tmp_path / "spool", caller=OTHER) == 1
+    assert (directory / "2022-06-01.jsonl").read_bytes() == b"\xfe other\n"
+
+
+def test_a_purge_loses_nothing_the_gateway_quarantines_meanwhile(tmp_path: Path) -> None:
+    """The writer appends under the file's lock and follows a file the purge replaced: every
+    record appended while purges rewrite the same file is still there."""
+    spool = Spool(tmp_path / "spool")
+    kept, gone, appends = "+14155550001", "+14155550002", 150
+    done = threading.Event()
+
+    def purge_until_done() -> None:
+        while not done.is_set():
+            purge_quarantine(tmp_path / "spool", caller=gone)
+
+    purger = threading.Thread(target=purge_until_done)
+    purger.start()
+    try:
+        for k in range(appends):
+            spool.quarantine([(quarantined_call(f"k{k}", kept, NEW), "refused"),
+                              (quarantined_call(f"g{k}", gone, NEW), "refused")])
+    finally:
+        done.set()
+        purger.join(timeout=30)
+    purge_quarantine(tmp_path / "spool", caller=gone)
+    assert left_in_quarantine(tmp_path / "spool") == sorted(
+        ("call", f"k{k}") for k in range(appends))
 
 
 async def test_the_purge_command(db_url: str, tmp_path: Path) -> None:
     await seed(db_url)
     quarantine(tmp_path / "spool")
+    where = (tmp_path / "spool").resolve()
     run = await asyncio.to_thread(cli, db_url, "--caller", "(415) 555-8888", data=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == ("purged the calls of +14155558888: 1 calls, 1 candidates, "
-                                  "1 matches, 0 sessions, 0 events, 0 visitors, "
-                                  "3 quarantined records")
+    assert run.stdout.splitlines() == [
+        "purged the calls of +14155558888: 1 calls, 1 candidates, 1 matches, 0 sessions, "
+        "0 events, 0 visitors", f"purged 4 quarantined records under {where}"]
     run = await asyncio.to_thread(cli, db_url, "--before", "2021-01-01", "--batch", "2",
                                   data=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == (
+    assert run.stdout.splitlines() == [
         "purged what is older than 2021-01-01T00:00:00+00:00: 1 calls, 2 candidates, "
-        "1 matches, 1 sessions, 3 events, 2 visitors, 2 quarantined records")
+        "1 matches, 1 sessions, 3 events, 2 visitors",
+        f"purged 2 quarantined records under {where}"]
     assert (await ids(db_url))["calls"] == {"c_new"}
     assert left_in_quarantine(tmp_path / "spool") == []
+    run = await asyncio.to_thread(cli, db_url, "--caller", CALLER, data=tmp_path / "elsewhere")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == (
+        f"no spool at {(tmp_path / 'elsewhere').resolve() / 'spool'} (set DNI_DATA_DIR to the "
+        "gateway's): no quarantined records purged")
 
 
 @pytest.mark.parametrize(("args", "says"), [
