@@ -160,6 +160,7 @@ def main() -> None:
     print(f"p50 ratio gateway/bare: {ratio:.2f} (target <= 3)")
     print(f"calls recorded in Postgres: {recorded:,} of {expected:,} sent")
     print("result:", "pass" if ok else "FAIL")
+    raise SystemExit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} not ready")
 
 
+def wait_workers(url: str, proc: subprocess.Popen[bytes], workers: int) -> None:
+    """Until `workers` different workers have answered `url` (/readyz, a new connection each
+    time: the kernel picks a worker per connection), so that a measurement does not start on
+    the first worker alone while the others still restore their engines."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while len(seen) < workers:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: {len(seen)} of {workers} workers ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                seen.add(json.loads(r.read())["cluster"]["worker"])
+        except (OSError, KeyError, TypeError, ValueError):
+            time.sleep(0.05)
+
+
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 60) -> None:
     """SIGTERM, then SIGKILL if the process has not exited within `grace_s`."""
     proc.terminate()
@@ -88,6 +104,8 @@ def gateway_process(config: Path, env_extra: dict[str, str] | None = None,
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + "/readyz", proc)
+        if workers > 1:
+            wait_workers(base + "/readyz", proc, workers)
         yield base, proc
     finally:
         stop(proc)

@@ -20,11 +20,12 @@ any other final answer), every webhook its <Dial>, every swap and event its answ
 phase counts the requests sent while the process was down apart.
 
 At the end: every visit's session and every answered call is in PostgreSQL exactly once, the
-writer queue is drained. Memory: RSS of the one process that serves the steady, pg-down and
-kill-phase-first-half load, sampled each second after a warm-up of `--warmup-seconds`, is
-reported at start, end and max, beside the sessions the engine gained meanwhile (the engine
-keeps every session for returning visitors, ~1 KiB each by design: growth beyond that is
-a leak).
+writer queue is drained. Memory: RSS of the gateway process,
+sampled each second through the steady phase after a warm-up of `--warmup-seconds`, is
+reported at start, end and max, beside the sessions the engine gained meanwhile: the engine
+keeps every session for returning visitors by design, so RSS grows with them; growth beyond
+MEMORY_KIB_PER_SESSION per session added is a leak. The exit status is 0 only when nothing
+was lost, no phase had an error and memory stayed flat.
 
 Run: .venv/bin/python -m bench.soak [--phase-seconds 120] [--rate 40]  (5 phases: 10 min)
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -59,6 +61,11 @@ CALL_BUDGET_S = 0.5  # a call answer slower than this counts against the slow-db
 # Added to every chunk each way: a 200 ms round trip, slow enough that a call waiting on one
 # query would miss its budget, fast enough that the gateway can still start through it.
 SLOW_DB_DELAY_S = 0.1
+# RSS growth per session the engine gained over the steady phase, beyond which memory is not
+# flat: a session costs ~0.5 KiB in the engine (bench_engine, tracemalloc), its events and the
+# calls made meanwhile add to it, and a leak of a request's worth per request would show as
+# many KiB per session.
+MEMORY_KIB_PER_SESSION = 4.0
 SIP_SETTLE_S = 3.0  # an INVITE unanswered this long after its phase is an error
 KILL_WINDOW_S = 1.0  # > the 200 ms flush interval plus a flush's own time under load
 UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
@@ -389,11 +396,13 @@ class Memory:
     async def sample(self, warmup_s: float) -> None:
         await asyncio.sleep(warmup_s)
         while True:
-            self.samples.append(self.gw.rss_kib())
-            self.sessions.append(await metric(self.gw, self.http, "dni_engine_sessions"))
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                sessions = await metric(self.gw, self.http, "dni_engine_sessions")
+                self.samples.append(self.gw.rss_kib())
+                self.sessions.append(sessions)
             await asyncio.sleep(1.0)
 
-    async def report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         assert self.gw.pid() == self.pid, "sampled across a restart"
         if len(self.samples) < 2:
             return {"rss_samples": len(self.samples)}
@@ -429,8 +438,13 @@ async def soak(phase_s: float, rate: int, out: Any = sys.stdout,
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             memory = Memory(gw, http)
             sampler = asyncio.create_task(memory.sample(warmup_s))
-            await load.run(phase_s, http)
+            try:
+                await load.run(phase_s, http)
+            finally:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
             say("steady", errors=len(tally.errors))
+            say("memory", **memory.report())
 
             errors_before = len(tally.errors)
             await asyncio.to_thread(server.stop)
@@ -444,8 +458,6 @@ async def soak(phase_s: float, rate: int, out: Any = sys.stdout,
             await asyncio.sleep(phase_s / 2)
             flushed = dict(tally.visits)
             await asyncio.sleep(0.5)  # past a flush: these visitors are in the database
-            sampler.cancel()
-            say("memory", **await memory.report())
             tally.killed_at = time.monotonic()
             gw.kill()
             await task
@@ -526,7 +538,15 @@ def main() -> None:
     final = report["final"]
     ok = (final["visits_missing"] == 0 and final["calls_missing_count"] == 0
           and final["duplicate_events"] == 0 and final["writer_drained"])
-    print("result:", "nothing lost" if ok else "LOSS OR UNDRAINED QUEUE")
+    errors = sum(v for phase in report["phases"].values() for k, v in phase.items()
+                 if k == "errors")
+    per = report["phases"]["memory"].get("kib_per_session_added")
+    flat = per is not None and per <= MEMORY_KIB_PER_SESSION
+    print("result:", "nothing lost" if ok else "LOSS OR UNDRAINED QUEUE",
+          "| no errors" if errors == 0 else f"| {errors} ERRORS",
+          f"| memory flat (<= {MEMORY_KIB_PER_SESSION} KiB per session added)" if flat
+          else "| MEMORY GREW MORE THAN THE SESSIONS EXPLAIN (or too few samples)")
+    raise SystemExit(0 if ok and errors == 0 and flat else 1)
 
 
 if __name__ == "__main__":

@@ -271,7 +271,10 @@ class SipServer:
             self.counters.spool_failures += 1  # fail open: the call is still forwarded
         if plan.call is not None:
             c = plan.call
-            self._log.info("call_attributed", call_id=call_id, carrier="sip", site=c.site,
+            # A new INVITE for a Call-ID already attributed records nothing (the engine
+            # answers it from memory): logged apart, so call_attributed is once per call.
+            name = "call_attributed" if plan.records else "call_retried"
+            self._log.info(name, call_id=call_id, carrier="sip", site=c.site,
                            source=c.source, match=c.match, likelihood=c.likelihood,
                            candidates=len(c.candidates),
                            decision_ms=round((time.perf_counter() - started) * 1000, 3))

@@ -225,4 +225,11 @@ def test_sip_mutated_messages_long(data: bytes) -> None:
 @properties(10_000)
 @given(st.lists(sip_fuzz.mutated(), min_size=1, max_size=5))
 def test_sip_layer_never_raises_long(datagrams: list[bytes]) -> None:
-    sip_fuzz.test_layer_never_raises.hypothesis.inner_test(datagrams)  # type: ignore[attr-defined]
+    sip_fuzz.run_layer(datagrams)
+
+
+@pytest.mark.resilience
+@properties(10_000)
+@given(st.lists(sip_fuzz.mutated(), min_size=1, max_size=3), st.integers(1, 64))
+def test_sip_stream_parser_long(messages: list[bytes], chunk: int) -> None:
+    sip_fuzz.feed_stream(messages, chunk)

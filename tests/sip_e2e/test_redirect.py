@@ -8,11 +8,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import structlog
+
+from gateway import log
 from gateway.settings import Settings
 from gateway.sip.codec import tag
 from gateway.web.keys import STATE
 from tests.conftest import DEMO_CONFIG, Gateway, start_gateway
-from tests.sip_e2e.conftest import TERMINATION, ack_for, invite, sip_port
+from tests.sip_e2e.conftest import TERMINATION, TRUNK, ack_for, invite, sip_port
 from tests.web.test_swap import swap, wait_for
 
 
@@ -157,3 +160,31 @@ async def test_strangers_can_be_ignored(settings: Settings, peer_factory: Any) -
         assert "dni_sip_refused_total 1.0" in metrics
     finally:
         await gw.client.close()
+
+
+async def test_each_sip_call_is_logged_once_as_attributed(settings: Settings,
+                                                          peer_factory: Any) -> None:
+    """A retransmission is absorbed by the transaction; a new INVITE for a Call-ID already
+    attributed (a trunk's retry: a new transaction, a new CSeq) is answered alike and logged
+    apart."""
+    log.configure("console", "info")  # the suite runs at warning
+    try:
+        with structlog.testing.capture_logs() as logs:  # before the server binds its logger
+            gw = await start_gateway(replace(
+                settings, sip_host="127.0.0.1", sip_port=0, sip_trunks=(f"{TRUNK}/32",),
+                sip_termination=TERMINATION))
+            try:
+                await gw.import_config(DEMO_CONFIG)
+                peer = peer_factory(sip_port(gw))
+                for branch, cseq in (("z9hG4bKlog1", 1), ("z9hG4bKlog1", 1), ("z9hG4bKlog2", 2)):
+                    peer.send(invite("+14155550199", call_id="sip-log", branch=branch,
+                                     cseq=cseq))
+                    assert (await final_for(peer, "sip-log")).status == 302
+            finally:
+                await gw.client.close()
+    finally:
+        log.configure("console", "warning")
+    events = [e for e in logs if e["event"] in ("call_attributed", "call_retried")]
+    assert [e["event"] for e in events] == ["call_attributed", "call_retried"]
+    assert events[0]["call_id"] == "sip-log" and events[0]["carrier"] == "sip"
+    assert events[0]["source"] == "Billboard I-80"
