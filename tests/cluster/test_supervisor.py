@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -19,19 +20,37 @@ from tests.cluster.conftest import cluster_config, load_config, rows
 from tests.conftest import ADMIN_KEY
 
 
-async def workers_seen(port: int, tries: int = 40) -> set[str]:
-    """Worker ids answering /readyz on the shared port (a new connection each time)."""
+async def across_workers(port: int, path: str, read: Callable[[aiohttp.ClientResponse],
+                         Awaitable[set[str]]], tries: int = 40) -> set[str]:
+    """What `read` finds in the answers to `path` on the shared port, a new connection each
+    time (the kernel picks a worker per connection)."""
     seen: set[str] = set()
     for _ in range(tries):
         try:
             async with aiohttp.ClientSession() as http, \
-                    http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                if resp.status == 200:
-                    seen.add((await resp.json())["cluster"]["worker"])
+                    http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                seen |= await read(resp)
         except (aiohttp.ClientError, OSError):
             pass
         await asyncio.sleep(0.02)
     return seen
+
+
+async def _ready_worker(resp: aiohttp.ClientResponse) -> set[str]:
+    return {(await resp.json())["cluster"]["worker"]} if resp.status == 200 else set()
+
+
+async def _workers_counting_options(resp: aiohttp.ClientResponse) -> set[str]:
+    """Workers whose metrics count SIP OPTIONS (every sample carries the worker's id)."""
+    return {line.split('worker="', 1)[1].split('"', 1)[0]
+            for line in (await resp.text()).splitlines()
+            if line.startswith("dni_sip_requests_total{") and 'method="OPTIONS"' in line
+            and float(line.rsplit(" ", 1)[1]) > 0}
+
+
+async def workers_seen(port: int, tries: int = 40) -> set[str]:
+    """Worker ids answering /readyz on the shared port."""
+    return await across_workers(port, "/readyz", _ready_worker, tries)
 
 
 def sip_options(port: int, n: int) -> int:
@@ -55,22 +74,6 @@ def sip_options(port: int, n: int) -> int:
     return ok
 
 
-async def workers_answering_sip(port: int, tries: int = 40) -> set[str]:
-    """Workers whose /metrics count SIP OPTIONS (every sample carries the worker's id)."""
-    seen: set[str] = set()
-    for _ in range(tries):
-        try:
-            async with aiohttp.ClientSession() as http, \
-                    http.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                for line in (await resp.text()).splitlines():
-                    if line.startswith("dni_sip_requests_total{") and 'method="OPTIONS"' in line \
-                            and float(line.rsplit(" ", 1)[1]) > 0:
-                        seen.add(line.split('worker="', 1)[1].split('"', 1)[0])
-        except (aiohttp.ClientError, OSError):
-            pass
-    return seen
-
-
 async def test_workers_share_the_port_and_a_dead_one_is_restarted(
         db_url: str, tmp_path: Path) -> None:
     await load_config(db_url, cluster_config())
@@ -91,7 +94,7 @@ async def test_workers_share_the_port_and_a_dead_one_is_restarted(
         assert len(seen) == 2, (tmp_path / "sup.log").read_text()[-3000:]
         # The SIP port is shared too: every probe answered, by both workers.
         assert await asyncio.to_thread(sip_options, sip_port, 24) == 24
-        assert await workers_answering_sip(port) == seen
+        assert await across_workers(port, "/metrics", _workers_counting_options) == seen
         ids = {r["pid"]: r["id"] for r in await rows(
             db_url, "SELECT pid, id FROM gateway_workers WHERE expires_at > now()")}
         pids = set(ids)
