@@ -50,25 +50,6 @@ class CallContext:
 NONE_TIME = float("nan")  # None in the optional-time columns of TimelineColumns
 
 
-class Memo:
-    """Room for `scoring.model.score` to keep work between calls that score the same
-    candidates; the caller creates one (say per tracking number), hands it over with the
-    columns, and never looks inside. Columns handed over with a memo are `array.array`s or
-    `bytearray`s (the model compares them byte for byte)."""
-
-    __slots__ = ("at", "bases", "caller", "horizons", "key", "low", "volatile", "weights")
-
-    def __init__(self) -> None:
-        self.key: object = None
-        self.caller: object = None
-        self.at = 0.0
-        self.low = 0.0
-        self.volatile = 0
-        self.weights: list[float] = []
-        self.bases: list[float] = []
-        self.horizons: list[float] = []
-
-
 class TimelineColumns(Sequence[Timeline]):
     """The timelines of many candidates stored column by column: entry i of every column is
     candidate i. `scoring.model.score` reads the columns directly, with no `Timeline` per
@@ -86,22 +67,19 @@ class TimelineColumns(Sequence[Timeline]):
     does not read (ids, `live`, `holders_at_last_activity`): a subclass provides
     them, and `TimelineColumns.of(timelines)` builds columns from ready `Timeline`s.
 
-    A caller that scores the same candidates again and again (one tracking number) may pass
-    a `Memo` of its own: the model then reuses what still holds from the last call instead of
-    weighing every candidate anew, with identical results.
+    Columns that are `array.array`s ("d" for times, "q" for counts) or `bytearray`s (flags)
+    are read by numpy without a copy (`scoring.vector`); any other sequence is copied.
     """
 
     __slots__ = ("assigned_at", "caller_likelihood", "caller_matches", "evidence", "hidden_at",
-                 "last_activity", "last_click_to_call", "memo", "mobile", "pageviews", "shared",
+                 "last_activity", "last_click_to_call", "mobile", "pageviews", "shared",
                  "visitor_sessions")
 
     def __init__(self, *, assigned_at: Sequence[float], last_activity: Sequence[float],
                  last_click_to_call: Sequence[float], hidden_at: Sequence[float],
                  mobile: Sequence[int], shared: Sequence[int], pageviews: Sequence[int],
                  caller_matches: Sequence[int], caller_likelihood: Sequence[float],
-                 visitor_sessions: Sequence[int], evidence: Sequence[int],
-                 memo: Memo | None = None) -> None:
-        self.memo = memo
+                 visitor_sessions: Sequence[int], evidence: Sequence[int]) -> None:
         self.evidence = evidence
         self.assigned_at = assigned_at
         self.last_activity = last_activity

@@ -28,17 +28,18 @@ also makes them calibrated on that mixture. A site whose call delays lie outside
 site it has never seen (see fit.py).
 
 `score` is the hot path (engine.call with 1,000 candidates in well under 1 ms): lookups in
-precomputed tables, one `math.log1p` per candidate, no allocation besides the result. Given
+precomputed tables, one `log1p` per candidate, no allocation besides the result. Given
 `TimelineColumns` it reads the columns instead of one object per candidate, with the very same
-arithmetic in the same order, so both forms give identical floats; there, a candidate that is
-not live and has no evidence flag (most of them) skips the tests that cannot apply to it.
+arithmetic in the same order, so both forms give identical floats: from `vector.MIN_CANDIDATES`
+candidates on with numpy, one array operation per factor (`scoring.vector`), below that in a
+loop where a candidate that is not live and has no evidence flag (most of them) skips the tests
+that cannot apply to it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ from importlib import resources
 from operator import add
 from typing import Any
 
-from scoring.features import CallContext, Memo, Timeline, TimelineColumns
+from scoring import vector
+from scoring.features import CallContext, Timeline, TimelineColumns
 
 PARAMS_FILE = "params.json"
 PARAMS_VERSION = 2  # bump when the meaning of a parameter changes (2: caller odds, elapsed)
@@ -393,93 +395,32 @@ _COLUMNS = ("last_activity", "evidence", "mobile", "pageviews", "last_click_to_c
             "hidden_at", "shared", "visitor_sessions", "assigned_at", "caller_matches",
             "caller_likelihood")
 _CALLER = 2
-# Remembered weights (a `Memo`) hold until the recency bucket can change. A bucket's end in
-# seconds of gap, shortened by a relative and an absolute margin far larger than the rounding
-# of `log1p` and of epoch times below MEMO_TIME_LIMIT (where a float's step is under 1e-6 s), so
-# a gap short of it provably stays in the bucket; EDGE keeps a weight found within 1e-9 of its
-# bucket's start from being remembered at all.
-MEMO_TIME_LIMIT = 2.0**32
-EDGE = 1e-9
-_BUCKET_ENDS = tuple(math.expm1((k + 1) / STEPS_PER_E) * (1.0 - EDGE) - 1e-5
-                     for k in range(N_BUCKETS))
-_ALWAYS, _NEVER = float("inf"), float("-inf")
-
-
 def _score_columns(ctx: CallContext, columns: TimelineColumns, m: Model) -> Scores:
-    """`score` over columns, with the same floats in the same order (NaN is None)."""
+    """`score` over columns, with the same floats in the same order (NaN is None): with numpy
+    (`scoring.vector`) for many candidates, else the loop."""
     f_nomatch = m.flags[FLAG_CALLER_OTHER] if ctx.caller_seen_before else 1.0
-    memo = columns.memo
-    if memo is None or not 0.0 <= ctx.at < MEMO_TIME_LIMIT:
-        weights = _weigh(ctx, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS])[0]
-    else:
-        weights = _remembered(ctx, m, f_nomatch, columns, memo)
+    if len(columns) >= vector.MIN_CANDIDATES:
+        w = vector.weights(
+            ctx.at, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS], steps=STEPS_PER_E,
+            top=N_BUCKETS - 1, live_s=LIVE_S, c2c_recent_s=C2C_RECENT_S,
+            c2c_earlier_s=C2C_EARLIER_S, hidden_recent_s=HIDDEN_RECENT_S,
+            pageviews_cap=PAGEVIEWS_CAP)
+        none = _none(ctx, m, len(w))
+        inv = 1.0 / (vector.total(w) + none)
+        return Scores(tuple((w * inv).tolist()), none * inv)
+    weights = _weigh(ctx, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS])
     return _normalised(ctx, m, weights, reduce(add, weights, 0.0))
-
-
-def _remembered(ctx: CallContext, m: Model, f_nomatch: float, columns: TimelineColumns,
-                memo: Memo) -> list[float]:
-    """The weights, reusing the work of the last call on the same candidates where it holds.
-
-    A candidate's weight is its base (recency and evidence) times the caller factor times the
-    pageviews factor. A remembered base is reused when the model and every column but the
-    caller's two are the same byte for byte, time has not gone back, and the call comes
-    before the base's horizon: the end of its recency bucket for a candidate with no evidence
-    flag and not live (time moves its base through the bucket alone), never otherwise.
-    Remembered weights are reused when the caller factors are the same too. So the floats are
-    exactly those `_weigh` would compute now."""
-    cols = [getattr(columns, c) for c in _COLUMNS]
-    candidates = (m, _snapshot(cols[:-_CALLER]))
-    caller = (f_nomatch, _snapshot(cols[-_CALLER:]))
-    stale: list[int] | None = None
-    if memo.key == candidates and ctx.at >= memo.at and 4 * memo.volatile <= len(memo.bases):
-        stale = [i for i, h in enumerate(memo.horizons) if h <= ctx.at] if (
-            ctx.at >= memo.low) else []
-        if 4 * len(stale) > len(memo.bases):  # most of them: weigh them all, it is quicker
-            stale = None
-    if stale is None:
-        memo.weights, memo.bases, memo.horizons = _weigh(ctx, m, f_nomatch, cols)
-        memo.volatile = memo.horizons.count(_NEVER)  # weighed anew at every call
-    else:
-        weights, bases, horizons = _weigh(ctx, m, f_nomatch, [[c[i] for i in stale]
-                                                              for c in cols])
-        for i, w, b, h in zip(stale, weights, bases, horizons, strict=True):
-            memo.weights[i], memo.bases[i], memo.horizons[i] = w, b, h
-        memo.volatile = memo.horizons.count(_NEVER)
-        if memo.caller != caller:
-            memo.weights = _finish(m, f_nomatch, memo.bases, cols[-_CALLER:], cols[3])
-    memo.key, memo.caller, memo.at = candidates, caller, ctx.at
-    memo.low = min(memo.horizons, default=_ALWAYS)
-    return memo.weights
-
-
-def _finish(m: Model, f_nomatch: float, bases: list[float], caller: list[Sequence[Any]],
-            pageviews: Sequence[int]) -> list[float]:
-    """Weights from bases: times the caller factor, then the pageviews factor (as `_weigh`);
-    `caller`: the caller_matches and caller_likelihood columns."""
-    matches, likelihoods = caller
-    pv_table = m.pageviews
-    return [b * (m.caller_factor(q) if mt else f_nomatch)
-            * (pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1])
-            for b, mt, q, pv in zip(bases, matches, likelihoods, pageviews, strict=True)]
-
-
-def _snapshot(parts: list[Sequence[Any]]) -> tuple[Any, ...]:
-    """The exact contents of array columns (typecodes and bytes; NaN equals itself)."""
-    return (*(getattr(p, "typecode", "B") for p in parts),
-            b"".join(p.tobytes() if isinstance(p, array) else bytes(p) for p in parts))
 
 
 def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
     ctx: CallContext, m: Model, f_nomatch: float, columns: Sequence[Sequence[Any]]
-) -> tuple[list[float], list[float], list[float]]:
-    """Each candidate's weight (`score`'s loop over columns in `_COLUMNS` order; NaN is None),
-    its base (before the caller and pageviews factors) and until when the base holds (see
-    `_remembered`). A candidate without an `evidence` flag skips tests that cannot apply."""
+) -> list[float]:
+    """Each candidate's weight (`score`'s loop over columns in `_COLUMNS` order; NaN is None).
+    A candidate without an `evidence` flag skips tests that cannot apply."""
     at = ctx.at
     recency = m.recency
     elapsed = m.elapsed
     top = N_BUCKETS - 1
-    ends = _BUCKET_ENDS
     (f_c2c, f_c2c_old, f_hid, f_hid_old, f_quiet, f_desk, f_shared, _, _, f_ret,
      f_ret_live) = m.flags
     pv_table = m.pageviews
@@ -487,25 +428,15 @@ def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
     (lasts, evidences, mobiles, pvs, c2cs, hiddens, shareds, sessionss, assigneds, matcheses,
      likelihoods) = columns
     weights: list[float] = []
-    bases: list[float] = []
-    horizons: list[float] = []
     for i, (last, evidence, mobile, matches, pv) in enumerate(zip(
             lasts, evidences, mobiles, matcheses, pvs, strict=True)):
         gap = at - last
         if gap > 0.0:
-            x = log1p(gap) * STEPS_PER_E
-            k = int(x)
-            if k < top:
-                w = recency[k]
-                h = last + ends[k] if k == 0 or x - k > EDGE else _NEVER
-            else:
-                w = recency[top]
-                h = _ALWAYS if x - top > EDGE else _NEVER
+            k = int(log1p(gap) * STEPS_PER_E)
+            w = recency[k if k < top else top]
         else:
             w = recency[0]
-            h = last + ends[0]
         if evidence:
-            h = _NEVER
             recent = False
             c2c = c2cs[i]
             if c2c == c2c:  # noqa: PLR0124 - not NaN (None): a click_to_call
@@ -542,27 +473,30 @@ def _weigh(  # noqa: PLR0912, PLR0915 - `score`'s loop, inlined the same way
             e = last - assigneds[i]
             k = int(log1p(e) * STEPS_PER_E) if e > 0.0 else 0
             w *= elapsed[k if k < top else top]
-            h = _NEVER
-        bases.append(w)
-        horizons.append(h)
         w *= m.caller_factor(likelihoods[i]) if matches else f_nomatch
         w *= pv_table[pv] if 0 < pv < PAGEVIEWS_CAP else pv_table[PAGEVIEWS_CAP if pv > 0 else 1]
         weights.append(w)
-    return weights, bases, horizons
+    return weights
 
 
 def _normalised(ctx: CallContext, m: Model, weights: list[float], total: float) -> Scores:
     """Add "none of them" and normalise the candidates' weights into likelihoods."""
+    none = _none(ctx, m, len(weights))
+    total += none
+    inv = 1.0 / total
+    return Scores(tuple([w * inv for w in weights]), none * inv)
+
+
+def _none(ctx: CallContext, m: Model, candidates: int) -> float:
+    """The weight of "none of them" for a call with `candidates` candidates."""
     none = m.none_base
-    if weights:
-        none *= math.exp(m.none_exposure * math.log(len(weights)))
+    if candidates:
+        none *= math.exp(m.none_exposure * math.log(candidates))
     if ctx.caller_seen_before:
         none *= m.none_seen
     if ctx.caller is None:
         none *= m.none_withheld
-    total += none
-    inv = 1.0 / total
-    return Scores(tuple([w * inv for w in weights]), none * inv)
+    return none
 
 
 def log_weight_reference(params: Params, ctx: CallContext, t: Timeline) -> float:

@@ -30,10 +30,6 @@ from scoring.features import Timeline, TimelineColumns
 
 INT_BYTES = array("q").itemsize
 DOUBLE_BYTES = array("d").itemsize
-# Below this many candidates, weighing them all anew costs about what remembering the last
-# call's work saves (measured: 100 candidates, calls a second apart, 10% of them changing
-# recency bucket between calls); at 1,000 a remembered call is four times cheaper.
-MEMO_MIN_CANDIDATES = 256
 
 
 class Batch(TimelineColumns):
@@ -49,14 +45,10 @@ class Batch(TimelineColumns):
         mobile, shared, pageviews = flags
         matches = array("q", bytes(INT_BYTES * len(positions)))
         likelihoods = array("d", bytes(DOUBLE_BYTES * len(positions)))  # read where matched
-        # The number's memo when these are all its queued sessions, as arrays (see Memo), and
-        # enough of them for remembering to pay.
-        memo = shown.memo if (isinstance(positions, range)
-                              and len(positions) >= MEMO_MIN_CANDIDATES) else None
         super().__init__(assigned_at=started, last_activity=last, last_click_to_call=c2c,
                          hidden_at=hidden, mobile=mobile, shared=shared, pageviews=pageviews,
                          caller_matches=matches, caller_likelihood=likelihoods,
-                         visitor_sessions=ordinals, evidence=evidence, memo=memo)
+                         visitor_sessions=ordinals, evidence=evidence)
         # The same arrays, writable (filled by `_link_visitors`).
         self._matches, self._ordinals, self._evidence = matches, ordinals, evidence
         self._likelihoods = likelihoods

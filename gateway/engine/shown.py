@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from scoring.features import NONE_TIME, Memo
+from scoring.features import NONE_TIME
 
 if TYPE_CHECKING:
     from gateway.engine.state import Session
@@ -54,7 +54,7 @@ class Shown:
     """
 
     __slots__ = ("base", "built", "c2c", "changes", "epoch", "evidence", "head", "hidden",
-                 "high_started", "ids", "last", "low_last", "memo", "mobile", "ordinal",
+                 "high_started", "ids", "last", "low_last", "mobile", "ordinal",
                  "pageviews", "sessions", "shared", "started", "superseded", "visitors")
 
     def __init__(self) -> None:
@@ -80,7 +80,6 @@ class Shown:
         # at most the least last_activity, at least the greatest started_at (both `tighten`ed).
         self.low_last = float("inf")
         self.high_started = float("-inf")
-        self.memo = Memo()  # the model's work on these candidates from the last call
 
     def __len__(self) -> int:
         return len(self.sessions) - self.head

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from gateway.engine import Engine, SessionState
-from gateway.engine import candidates as candidates_module
 from gateway.engine import shown as shown_module
 from gateway.engine.calls import MAX_LISTED_CANDIDATES
 from gateway.engine.timelines import timeline
+from scoring import vector
 from scoring.features import CallContext
 from scoring.model import score
 from tests.engine.helpers import DESKTOP, PHONE, config, states_from_records
@@ -112,16 +112,22 @@ class Traffic:
                        at=self.t)
 
 
-@pytest.mark.parametrize(("seed", "pool", "kinds"), [
-    (1, 1, ("ping", "pageview", "hidden", "click_to_call")),
-    (2, 2, ("ping", "pageview", "hidden", "click_to_call")),
-    (3, 2, ("ping", "pageview")),  # fewer features: more ties
-    (4, 8, ("ping", "pageview")),  # rarely shared: returning visitors with nothing else
+# numpy weighs calls of at least `vector_min` candidates (`scoring.vector`), the loop the rest.
+NUMPY_ALWAYS, LOOP_ALWAYS = 1, 10**9
+
+
+@pytest.mark.parametrize(("seed", "pool", "kinds", "vector_min"), [
+    (1, 1, ("ping", "pageview", "hidden", "click_to_call"), NUMPY_ALWAYS),
+    (2, 2, ("ping", "pageview", "hidden", "click_to_call"), LOOP_ALWAYS),
+    (3, 2, ("ping", "pageview"), NUMPY_ALWAYS),  # fewer features: more ties
+    (4, 8, ("ping", "pageview"), LOOP_ALWAYS),  # rarely shared: returning visitors, nothing else
+    (5, 3, ("ping", "pageview", "hidden", "click_to_call"), vector.MIN_CANDIDATES),
 ])
 def test_calls_match_the_timeline_reference(seed: int, pool: int, kinds: tuple[str, ...],
+                                             vector_min: int,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shown_module, "COMPACT_AFTER", 8)  # compact often, too
-    monkeypatch.setattr(candidates_module, "MEMO_MIN_CANDIDATES", 2)  # remember always
+    monkeypatch.setattr(vector, "MIN_CANDIDATES", vector_min)
     numbers = [f"+1415555{101 + i:04d}" for i in range(pool)]
     cfg = config(numbers=numbers, idle_timeout=300, match_window=2 * 86400)
     traffic = Traffic(random.Random(seed), numbers, kinds)
@@ -135,8 +141,8 @@ def test_calls_match_the_timeline_reference(seed: int, pool: int, kinds: tuple[s
 
 
 def test_repeated_calls_on_a_quiet_number_match_the_reference() -> None:
-    """Calls one after another with nothing else happening: the model reuses its last work on
-    the number (scoring.features.Memo); the answers must not move by one bit."""
+    """Calls one after another on 600 candidates with nothing else happening (numpy weighs
+    them): the answers match the reference bit for bit."""
     rng = random.Random(9)
     cfg = config(numbers=["+14155550101"])
     e = Engine.from_config(copy.deepcopy(cfg), seed=9)

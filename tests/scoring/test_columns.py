@@ -1,21 +1,26 @@
-"""`score` over `TimelineColumns`: the same floats as over `Timeline`s, and with a `Memo` the
-same floats as without one, whatever the calls' times (bucket edges included)."""
+"""`score` over `TimelineColumns`: the same floats as over `Timeline`s, by the loop and by
+numpy alike, whatever the calls' times (bucket edges included)."""
 
 from __future__ import annotations
 
 import math
 import random
 from array import array
-from dataclasses import replace
+from functools import reduce
+from operator import add
+
+import numpy as np
+import pytest
 
 from scoring import model
-from scoring.features import NONE_TIME, CallContext, Memo, Timeline, TimelineColumns
+from scoring.features import NONE_TIME, CallContext, Timeline, TimelineColumns
 from scoring.model import STEPS_PER_E, score
 
 T0 = 1_800_000_000.0  # epoch seconds of today's magnitude: the memo's margins must hold there
 
 
-def columns(rng: random.Random, n: int, at: float, memo: Memo | None) -> TimelineColumns:
+def columns(rng: random.Random, n: int, at: float, *,
+            zero_pageviews: bool = False) -> TimelineColumns:
     """Array columns like the engine's: mostly plain candidates, some with evidence."""
     last = array("d", [at - rng.choice([rng.uniform(-3, 60), rng.uniform(0, 5 * 86400)])
                        for _ in range(n)])
@@ -29,31 +34,16 @@ def columns(rng: random.Random, n: int, at: float, memo: Memo | None) -> Timelin
         last_activity=last, last_click_to_call=c2c, hidden_at=hidden,
         mobile=bytearray(rng.random() < 0.5 for _ in range(n)),
         shared=bytearray(e and rng.random() < 0.5 for e in evidence),
-        pageviews=array("q", [rng.randint(1, 40) for _ in range(n)]),
+        pageviews=array("q", [rng.randint(0 if zero_pageviews else 1, 40) for _ in range(n)]),
         caller_matches=array("q", [rng.random() < 0.05 for _ in range(n)]),
         caller_likelihood=likelihoods(rng, n),
         visitor_sessions=array("q", [1 + (e and rng.random() < 0.5) for e in evidence]),
-        evidence=evidence, memo=memo)
+        evidence=evidence)
 
 
 def likelihoods(rng: random.Random, n: int) -> array[float]:
     """Earlier attributions' likelihoods, the clipped ends included."""
     return array("d", [rng.choice([0.0, 1.0, rng.random()]) for _ in range(n)])
-
-
-def other_caller(c: TimelineColumns, matches: array[int], sure: array[float],
-                 memo: Memo | None) -> TimelineColumns:
-    """The same candidates for a call from another caller (other `caller_matches` and
-    `caller_likelihood`)."""
-    return TimelineColumns(
-        assigned_at=c.assigned_at, last_activity=c.last_activity,
-        last_click_to_call=c.last_click_to_call, hidden_at=c.hidden_at, mobile=c.mobile,
-        shared=c.shared, pageviews=c.pageviews, caller_matches=matches, caller_likelihood=sure,
-        visitor_sessions=c.visitor_sessions, evidence=c.evidence, memo=memo)
-
-
-def without_memo(c: TimelineColumns) -> TimelineColumns:
-    return other_caller(c, c.caller_matches, c.caller_likelihood, None)  # type: ignore[arg-type]
 
 
 def edges(c: TimelineColumns, after: float) -> list[float]:
@@ -67,35 +57,40 @@ def edges(c: TimelineColumns, after: float) -> list[float]:
     return sorted(t for t in out if t >= after)
 
 
-def test_a_memo_changes_no_float() -> None:
+def test_numpy_weighs_exactly_as_the_loop() -> None:
+    """`scoring.vector` against the loop (`model._weigh`), float for float: random columns,
+    call times on and around bucket edges and the live limit, callers with and without history,
+    pageview counts past the cap and zero."""
     rng = random.Random(5)
-    memo = Memo()
-    c = columns(rng, 300, T0, memo)
-    soon = [T0 + rng.uniform(0, 0.5) for _ in range(30)]
-    times = [*sorted([*soon, *edges(c, T0 + 0.5)]), T0 - 100.0, T0 + 10.0, T0 + 7200.0]
-    for seen in (False, True):
+    m = model.current()
+    for n in (model.vector.MIN_CANDIDATES, 300):
+        c = columns(rng, n, T0, zero_pageviews=True)
+        times = [*edges(c, T0 + 0.5), T0 - 100.0, T0 + 10.0, T0 + 7200.0, T0 + 40 * 86400.0]
         for at in times:
-            ctx = CallContext(at, "+14155550000", 1800.0, seen)
-            assert score(ctx, c) == score(ctx, without_memo(c))
-    for at in sorted(T0 + 7300.0 + rng.uniform(0, 60) for _ in range(40)):  # callers change
-        ctx = CallContext(at, rng.choice(["+14155550000", None]), 1800.0, rng.random() < 0.5)
-        matched = [rng.random() < 0.05 for _ in range(len(c))] if rng.random() < 0.5 else []
-        sure = likelihoods(rng, len(c)) if rng.random() < 0.5 else c.caller_likelihood
-        call = other_caller(c, array("q", matched or [0] * len(c)), sure,  # type: ignore[arg-type]
-                            memo)
-        assert score(ctx, call) == score(ctx, without_memo(call))
-    other = columns(rng, 300, T0, memo)  # other candidates, the same memo
-    ctx = CallContext(T0 + 7400.001, "+14155550000", 1800.0, True)
-    assert score(ctx, other) == score(ctx, without_memo(other))
-    params = model.load_params()
-    shifted = replace(params, recency=tuple(h + 0.5 for h in params.recency))
-    with model.use(shifted):  # another model: nothing reused from before
-        assert score(ctx, other) == score(ctx, without_memo(other))
+            for f_nomatch in (1.0, m.flags[model.FLAG_CALLER_OTHER]):
+                cols = [getattr(c, name) for name in model._COLUMNS]
+                expected = model._weigh(CallContext(at, None, 1800.0), m, f_nomatch, cols)
+                got = model.vector.weights(
+                    at, m, f_nomatch, cols, steps=STEPS_PER_E, top=model.N_BUCKETS - 1,
+                    live_s=model.LIVE_S, c2c_recent_s=model.C2C_RECENT_S,
+                    c2c_earlier_s=model.C2C_EARLIER_S, hidden_recent_s=model.HIDDEN_RECENT_S,
+                    pageviews_cap=model.PAGEVIEWS_CAP).tolist()
+                assert got == expected
+                assert model.vector.total(np.array(expected)) == reduce(add, expected, 0.0)
 
 
-def test_columns_score_like_timelines() -> None:
+def test_an_index_on_a_bucket_edge_is_libms() -> None:
+    """Where numpy's log1p could round across an integer, the index is math.log1p's."""
+    edge = math.expm1(37 / STEPS_PER_E)
+    gaps = np.array([math.nextafter(edge, 0.0), edge, math.nextafter(edge, math.inf), 0.0, -1.0])
+    got = model.vector._buckets(gaps, STEPS_PER_E, model.N_BUCKETS - 1).tolist()
+    assert got == [int(math.log1p(g) * STEPS_PER_E) if g > 0 else 0 for g in gaps.tolist()]
+
+
+@pytest.mark.parametrize("n", [30, 400])  # the loop, and numpy
+def test_columns_score_like_timelines(n: int) -> None:
     rng = random.Random(4)
-    c = columns(rng, 400, T0, None)
+    c = columns(rng, n, T0)
     rows = [Timeline(f"s{i}", f"v{i}", c.assigned_at[i], last, True, bool(c.mobile[i]),
                      bool(c.shared[i]), c.pageviews[i],
                      None if math.isnan(c.last_click_to_call[i]) else c.last_click_to_call[i],
