@@ -9,9 +9,21 @@ column by column, which is how the engine hands them over on its hot path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
+
+# What the features mean, shared by the model's loop (`scoring.model`) and its numpy form
+# (`scoring.vector`).
+STEPS_PER_E = 16  # recency table resolution: 16 buckets per e-fold of (1 + gap)
+MAX_GAP_S = 60 * 86_400.0  # the table ends past the 30-day match window; later gaps use its end
+N_BUCKETS = int(math.log1p(MAX_GAP_S) * STEPS_PER_E) + 1
+LIVE_S = 60.0  # two ping intervals (pings every 15-30 s): still on the page
+C2C_RECENT_S = 30.0  # a tel: tap rings the gateway within seconds (traffic-model.md)
+C2C_EARLIER_S = 1800.0  # a tap earlier in the visit, within the engine's 30-min idle timeout
+HIDDEN_RECENT_S = 30.0  # the dialer hides the tab seconds before the call
+PAGEVIEWS_CAP = 30  # engagement saturates; also bounds the pageview table
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scoring import model as m
-from scoring.features import CallContext
+from scoring.features import N_BUCKETS, PAGEVIEWS_CAP, CallContext
 from scoring.simulate import EngineFactory, FitSample, replay, run_scenario
 from scoring.traffic import SCENARIOS, generate, scenario
 
@@ -77,7 +77,7 @@ class Design:
         self.none0 = self.pv + 3
         self.size = self.none0 + len(m.NONE_FEATURES)
         self._hats = [
-            tuple(m.hat_weights(self.knots_s, b)) for b in range(m.N_BUCKETS)
+            tuple(m.hat_weights(self.knots_s, b)) for b in range(N_BUCKETS)
         ]
 
     def row(self, bucket: int, bits: int, pageviews: int, caller_log_odds: float = 0.0,
@@ -108,7 +108,7 @@ class Design:
             odds = (m.caller_log_odds(t.caller_likelihood)
                     if bits >> m.FLAG_CALLER_MATCH & 1 else 0.0)
             key = (t.visitor == sample.truth, m.bucket(ctx.at - t.last_activity), bits,
-                   min(max(t.pageviews, 1), m.PAGEVIEWS_CAP), odds, m.elapsed_value(ctx, t))
+                   min(max(t.pageviews, 1), PAGEVIEWS_CAP), odds, m.elapsed_value(ctx, t))
             counts[key] = counts.get(key, 0) + 1
         keys = list(counts)
         rows = [(self.row(*k[1:]), counts[k]) for k in keys]

@@ -49,18 +49,22 @@ from operator import add
 from typing import Any
 
 from scoring import vector
-from scoring.features import CallContext, Timeline, TimelineColumns
+from scoring.features import (
+    C2C_EARLIER_S,
+    C2C_RECENT_S,
+    HIDDEN_RECENT_S,
+    LIVE_S,
+    N_BUCKETS,
+    PAGEVIEWS_CAP,
+    STEPS_PER_E,
+    CallContext,
+    Timeline,
+    TimelineColumns,
+)
 
 PARAMS_FILE = "params.json"
 PARAMS_VERSION = 2  # bump when the meaning of a parameter changes (2: caller odds, elapsed)
 
-STEPS_PER_E = 16  # recency table resolution: 16 buckets per e-fold of (1 + gap)
-MAX_GAP_S = 60 * 86_400.0  # the table ends past the 30-day match window; later gaps use its end
-LIVE_S = 60.0  # two ping intervals (pings every 15-30 s): still on the page
-C2C_RECENT_S = 30.0  # a tel: tap rings the gateway within seconds (traffic-model.md)
-C2C_EARLIER_S = 1800.0  # a tap earlier in the visit, within the engine's 30-min idle timeout
-HIDDEN_RECENT_S = 30.0  # the dialer hides the tab seconds before the call
-PAGEVIEWS_CAP = 30  # engagement saturates; also bounds the pageview table
 # An earlier attribution's likelihood enters as log odds, clipped to [0.001, 0.999]: odds of 0
 # or 1 are infinite, and the fit's calls cannot tell a likelihood of 0.999 from a surer one.
 CALLER_LIKELIHOOD_CLIP = 1e-3
@@ -200,8 +204,6 @@ def none_values(ctx: CallContext, candidates: int) -> tuple[float, ...]:
     exposure = math.log(candidates) if candidates > 0 else 0.0
     return (1.0, float(ctx.caller_seen_before), float(ctx.caller is None), exposure)
 
-
-N_BUCKETS = int(math.log1p(MAX_GAP_S) * STEPS_PER_E) + 1
 
 
 def bucket_z(index: int) -> float:
@@ -389,22 +391,18 @@ def score(  # noqa: PLR0912, PLR0915 - the hot loop is inlined on purpose (modul
     return _normalised(ctx, m, weights, total)
 
 
-# The model's columns in the order `_weigh` takes them: the candidates' own, then the two that
-# depend on the caller (`_CALLER` of them, at the end).
+# The model's columns in the order `_weigh` and `vector.weights` take them.
 _COLUMNS = ("last_activity", "evidence", "mobile", "pageviews", "last_click_to_call",
             "hidden_at", "shared", "visitor_sessions", "assigned_at", "caller_matches",
             "caller_likelihood")
-_CALLER = 2
+
+
 def _score_columns(ctx: CallContext, columns: TimelineColumns, m: Model) -> Scores:
     """`score` over columns, with the same floats in the same order (NaN is None): with numpy
     (`scoring.vector`) for many candidates, else the loop."""
     f_nomatch = m.flags[FLAG_CALLER_OTHER] if ctx.caller_seen_before else 1.0
     if len(columns) >= vector.MIN_CANDIDATES:
-        w = vector.weights(
-            ctx.at, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS], steps=STEPS_PER_E,
-            top=N_BUCKETS - 1, live_s=LIVE_S, c2c_recent_s=C2C_RECENT_S,
-            c2c_earlier_s=C2C_EARLIER_S, hidden_recent_s=HIDDEN_RECENT_S,
-            pageviews_cap=PAGEVIEWS_CAP)
+        w = vector.weights(ctx.at, m, f_nomatch, [getattr(columns, c) for c in _COLUMNS])
         none = _none(ctx, m, len(w))
         inv = 1.0 / (vector.total(w) + none)
         return Scores(tuple((w * inv).tolist()), none * inv)

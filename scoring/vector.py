@@ -24,6 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from scoring.features import (
+    C2C_EARLIER_S,
+    C2C_RECENT_S,
+    HIDDEN_RECENT_S,
+    LIVE_S,
+    N_BUCKETS,
+    PAGEVIEWS_CAP,
+    STEPS_PER_E,
+)
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -38,9 +48,8 @@ MIN_CANDIDATES = 200
 EDGE_GUARD = 1e-9
 
 
-def weights(at: float, m: Model, f_nomatch: float, columns: Sequence[Sequence[Any]], *,
-            steps: float, top: int, live_s: float, c2c_recent_s: float, c2c_earlier_s: float,
-            hidden_recent_s: float, pageviews_cap: int) -> NDArray[np.float64]:
+def weights(at: float, m: Model, f_nomatch: float,
+            columns: Sequence[Sequence[Any]]) -> NDArray[np.float64]:
     """Each candidate's weight, in the loop's `_COLUMNS` order of columns."""
     (lasts, _evidence, mobiles, pvs, c2cs, hiddens, shareds, sessionss, assigneds, matcheses,
      likelihoods) = columns
@@ -48,20 +57,20 @@ def weights(at: float, m: Model, f_nomatch: float, columns: Sequence[Sequence[An
      f_ret_live) = m.flags
     last = _floats(lasts)
     gap = at - last
-    w = np.asarray(m.recency)[_buckets(gap, steps, top)]
+    w = np.asarray(m.recency)[_buckets(gap)]
     # A tap and a hidden tab, seconds before the call or earlier (NaN: none).
     d = at - _floats(c2cs)
-    tapped = d <= c2c_recent_s
-    w *= np.where(tapped, f_c2c, np.where(d <= c2c_earlier_s, f_c2c_old, 1.0))
+    tapped = d <= C2C_RECENT_S
+    w *= np.where(tapped, f_c2c, np.where(d <= C2C_EARLIER_S, f_c2c_old, 1.0))
     h = at - _floats(hiddens)
-    hid = h <= hidden_recent_s
+    hid = h <= HIDDEN_RECENT_S
     w *= np.where(hid, f_hid, np.where(h == h, f_hid_old, 1.0))  # noqa: PLR0124 - NaN test
     recent = tapped | hid
-    live = gap <= live_s
+    live = gap <= LIVE_S
     mobile = _ints(mobiles) != 0
     w *= np.where(live & ~mobile, f_desk, np.where(live & ~recent, f_quiet, 1.0))
     elapsed = last - _floats(assigneds)
-    w *= np.where(live, np.asarray(m.elapsed)[_buckets(elapsed, steps, top)], 1.0)
+    w *= np.where(live, np.asarray(m.elapsed)[_buckets(elapsed)], 1.0)
     returning = _ints(sessionss) > 1
     w *= np.where(returning, np.where(live, f_ret * f_ret_live, f_ret), 1.0)
     w *= np.where(_ints(shareds) != 0, f_shared, 1.0)
@@ -71,7 +80,7 @@ def weights(at: float, m: Model, f_nomatch: float, columns: Sequence[Sequence[An
         caller[i] = m.caller_factor(likelihoods[i])
     w *= caller
     pv = _ints(pvs)
-    index = np.where((pv > 0) & (pv < pageviews_cap), pv, np.where(pv > 0, pageviews_cap, 1))
+    index = np.where((pv > 0) & (pv < PAGEVIEWS_CAP), pv, np.where(pv > 0, PAGEVIEWS_CAP, 1))
     w *= np.asarray(m.pageviews)[index]
     return w
 
@@ -81,15 +90,15 @@ def total(w: NDArray[np.float64]) -> float:
     return float(np.cumsum(w)[-1]) if len(w) else 0.0
 
 
-def _buckets(gap: NDArray[np.float64], steps: float, top: int) -> NDArray[np.intp]:
-    """`int(log1p(gap) * steps)` for gap > 0, else 0; at most `top`."""
+def _buckets(gap: NDArray[np.float64]) -> NDArray[np.intp]:
+    """`int(log1p(gap) * STEPS_PER_E)` for gap > 0, else 0; at most the last bucket."""
     positive = gap > 0.0
-    x = np.log1p(np.where(positive, gap, 0.0)) * steps
+    x = np.log1p(np.where(positive, gap, 0.0)) * STEPS_PER_E
     k = np.floor(x)
     near = np.flatnonzero(positive & (np.abs(x - np.rint(x)) < EDGE_GUARD))
     for i in near.tolist():
-        k[i] = int(math.log1p(float(gap[i])) * steps)
-    return np.minimum(np.where(positive, k, 0.0), top).astype(np.intp)
+        k[i] = int(math.log1p(float(gap[i])) * STEPS_PER_E)
+    return np.minimum(np.where(positive, k, 0.0), N_BUCKETS - 1).astype(np.intp)
 
 
 def _floats(column: Sequence[Any]) -> NDArray[np.float64]:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from scoring import model
-from scoring.features import NONE_TIME, CallContext, Timeline, TimelineColumns
-from scoring.model import STEPS_PER_E, score
+from scoring.features import LIVE_S, NONE_TIME, STEPS_PER_E, CallContext, Timeline, TimelineColumns
+from scoring.model import score
 
 T0 = 1_800_000_000.0  # epoch seconds of today's magnitude: the memo's margins must hold there
 
@@ -52,7 +52,7 @@ def edges(c: TimelineColumns, after: float) -> list[float]:
     for last in list(c.last_activity)[:40]:
         gap = after - last
         k = int(math.log1p(gap) * STEPS_PER_E) + 1 if gap > 0 else 1
-        for edge in (last + math.expm1(k / STEPS_PER_E), last + model.LIVE_S):
+        for edge in (last + math.expm1(k / STEPS_PER_E), last + LIVE_S):
             out += [math.nextafter(edge, -math.inf), edge, math.nextafter(edge, math.inf)]
     return sorted(t for t in out if t >= after)
 
@@ -70,11 +70,7 @@ def test_numpy_weighs_exactly_as_the_loop() -> None:
             for f_nomatch in (1.0, m.flags[model.FLAG_CALLER_OTHER]):
                 cols = [getattr(c, name) for name in model._COLUMNS]
                 expected = model._weigh(CallContext(at, None, 1800.0), m, f_nomatch, cols)
-                got = model.vector.weights(
-                    at, m, f_nomatch, cols, steps=STEPS_PER_E, top=model.N_BUCKETS - 1,
-                    live_s=model.LIVE_S, c2c_recent_s=model.C2C_RECENT_S,
-                    c2c_earlier_s=model.C2C_EARLIER_S, hidden_recent_s=model.HIDDEN_RECENT_S,
-                    pageviews_cap=model.PAGEVIEWS_CAP).tolist()
+                got = model.vector.weights(at, m, f_nomatch, cols).tolist()
                 assert got == expected
                 assert model.vector.total(np.array(expected)) == reduce(add, expected, 0.0)
 
@@ -83,7 +79,7 @@ def test_an_index_on_a_bucket_edge_is_libms() -> None:
     """Where numpy's log1p could round across an integer, the index is math.log1p's."""
     edge = math.expm1(37 / STEPS_PER_E)
     gaps = np.array([math.nextafter(edge, 0.0), edge, math.nextafter(edge, math.inf), 0.0, -1.0])
-    got = model.vector._buckets(gaps, STEPS_PER_E, model.N_BUCKETS - 1).tolist()
+    got = model.vector._buckets(gaps).tolist()
     assert got == [int(math.log1p(g) * STEPS_PER_E) if g > 0 else 0 for g in gaps.tolist()]
 
 

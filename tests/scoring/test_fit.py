@@ -9,6 +9,7 @@ import pytest
 
 from scoring import fit, model
 from scoring.calibration import brier, ece
+from scoring.features import N_BUCKETS
 from scoring.fit import CallRows, Design, objective, solve
 from scoring.simulate import replay
 from scoring.traffic import generate, scenario
@@ -17,7 +18,7 @@ from scoring.traffic import generate, scenario
 def _toy(design: Design, rng: random.Random) -> list[CallRows]:
     calls = []
     for _ in range(30):
-        rows = [(design.row(rng.randrange(model.N_BUCKETS), rng.randrange(1 << len(model.FLAGS)),
+        rows = [(design.row(rng.randrange(N_BUCKETS), rng.randrange(1 << len(model.FLAGS)),
                             rng.randint(1, 5), rng.uniform(-5, 5), rng.choice([0.0, 4.0])),
                  rng.randint(1, 4)) for _ in range(6)]
         none = ((design.none0, 1.0),)
