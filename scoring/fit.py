@@ -35,7 +35,7 @@ from pathlib import Path
 
 from scoring import model as m
 from scoring.features import N_BUCKETS, PAGEVIEWS_CAP, CallContext
-from scoring.simulate import EngineFactory, FitSample, replay, run_scenario
+from scoring.simulate import EngineFactory, FitSample, pool_label, replay, run_scenario
 from scoring.traffic import SCENARIOS, generate, scenario
 
 FIT_SEED = 101  # fit on this seed; reports and tests evaluate on seed 1 (held out)
@@ -140,7 +140,7 @@ def collect(
         traffic = generate(scenario(name), days, seed)
         for ratio in ratios:
             if progress:
-                progress(f"collect {name} {_pool(ratio)}: {len(data)} calls so far")
+                progress(f"collect {name} {pool_label(ratio)}: {len(data)} calls so far")
 
             def keep(sample: FitSample) -> None:
                 data.append(design.summarise(sample))
@@ -301,12 +301,8 @@ def fit(
                    progress=progress)
     theta = newton(design, data, design.theta(start), progress)
     note = (f"fitted by scoring.fit on scenarios {', '.join(names)}; {days} days, seed {seed}, "
-            f"pools {', '.join(map(_pool, ratios))}; {len(data)} calls")
+            f"pools {', '.join(map(pool_label, ratios))}; {len(data)} calls")
     return design.params(theta, note)
-
-
-def _pool(ratio: int | None) -> str:
-    return "unlimited" if ratio is None else f"1/{ratio}"
 
 
 def _ratio(text: str) -> int | None:

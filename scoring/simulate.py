@@ -206,7 +206,7 @@ def run_scenario(
     ratios = [ratio] if ratio is None or isinstance(ratio, int) else list(ratio)
     rows = []
     for i, r in enumerate(ratios):
-        label = f"{name} 1/{r}" if r else f"{name} unlimited"
+        label = f"{name} {pool_label(r)}"
         tick = _ticker(progress, f"[{i + 1}/{len(ratios)}] {label}")
         rows.append(replay(traffic, r, seed=seed, engine_factory=engine_factory, tick=tick,
                            profile=profile).row)
@@ -560,7 +560,7 @@ def format_table(report: Report) -> str:
     lines = [head, "  ".join(f"{name:>{w}}" for name, w in COLUMNS)]
     for r in report.rows:
         cells = (
-            "unlimited" if r.ratio is None else f"1/{r.ratio}", r.numbers, r.calls,
+            pool_label(r.ratio), r.numbers, r.calls,
             _pct(r.accuracy), _pct(r.by_visitor), _pct(r.last_shown), _pct(r.naive),
             _pct(r.bayes), _pct(r.soon_accuracy), _pct(r.soon_bayes), r.soon_calls,
             _pct(r.shared_visitors), _pct(r.single_candidate), f"{r.ece:.3f}",
@@ -615,6 +615,11 @@ def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (share + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pool_label(ratio: int | None) -> str:
+    """A pool size as the reports write it: "1/20", or "unlimited"."""
+    return "unlimited" if ratio is None else f"1/{ratio}"
 
 
 def _pct(x: float) -> str:
