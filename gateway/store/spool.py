@@ -219,7 +219,6 @@ class Spool:
         self._close_quietly()
 
 
-
 def _append_locked(path: Path, data: bytes) -> None:
     """Append and fsync under the file's lock (`purge_quarantine` rewrites files under it):
     if a purge replaced or removed the file while this waited, append to the new one."""
@@ -256,7 +255,7 @@ def purge_quarantine(spool_root: Path, *, before: float | None = None,
     calls: set[Any] = set(call_ids)
     if caller is not None:  # the caller's own calls in quarantine, whichever file holds them
         for path in files:
-            for doc in map(_parsed, _lines(path)):
+            for doc in map(_parsed, _lines(path.read_bytes())):
                 r = doc.get("r", {}) if doc is not None else {}
                 if doc is not None and doc.get("t") == "call" and r.get("caller") == caller:
                     calls.add(r.get("call_id"))
@@ -269,8 +268,7 @@ def purge_quarantine(spool_root: Path, *, before: float | None = None,
 def _purge_file(path: Path, before: float | None, caller: str | None, calls: set[Any]) -> int:
     with open(path, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # released when `held` closes
-        lines = held.read().split(b"\n")
-        lines = [line for line in lines if line]
+        lines = _lines(held.read())
         if before is not None and _day_end(path) <= before:
             path.unlink()
             return len(lines)
@@ -316,8 +314,8 @@ def _day_end(path: Path) -> float:
     return day.replace(tzinfo=UTC).timestamp() + 86_400.0
 
 
-def _lines(path: Path) -> list[bytes]:
-    return [line for line in path.read_bytes().split(b"\n") if line]
+def _lines(data: bytes) -> list[bytes]:
+    return [line for line in data.split(b"\n") if line]
 
 
 def _parsed(line: bytes) -> dict[str, Any] | None:
